@@ -1,0 +1,44 @@
+# The project's commands. `make run` starts the whole system; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Test defaults: PostgreSQL and Redis on this machine; override any of them from the env.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orderproj
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
+
+.PHONY: run test lint venv venv-dev migrate clean
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+venv-dev: $(BIN)/.installed-dev
+
+## run: install, migrate, seed demo data, then web + worker + beat in the foreground
+run: venv
+	exec scripts/run.sh
+
+## test: the whole suite against PostgreSQL and Redis
+test: venv-dev
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret} \
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lint: ruff and the migrations check
+lint: venv-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf var

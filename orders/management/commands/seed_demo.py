@@ -1,0 +1,77 @@
+"""Demo data for `make run`: an admin, a customer, their API tokens, categories and products.
+
+Idempotent: running it again keeps existing rows and prints the same credentials.
+"""
+
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from catalog.models import Category, Product
+
+DEMO_PRODUCTS = [
+    ("KB-001", "Mechanical keyboard", Decimal("89.00"), ["Peripherals"]),
+    ("MS-001", "Wireless mouse", Decimal("29.50"), ["Peripherals"]),
+    ("MN-027", '27" monitor', Decimal("249.99"), ["Displays"]),
+    ("CB-USBC", "USB-C cable, 2 m", Decimal("12.90"), ["Cables", "Peripherals"]),
+    ("HS-100", "Headset", Decimal("59.00"), ["Audio"]),
+    ("DK-200", "Docking station", Decimal("179.00"), ["Peripherals"]),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin, customer, tokens and products (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", default="8000", help="Port the web server listens on.")
+        parser.add_argument("--admin-password", default="admin")
+        parser.add_argument("--customer-password", default="customer")
+
+    @transaction.atomic
+    def handle(self, *args, port: str, admin_password: str, customer_password: str, **options):
+        users = get_user_model()
+        admin, created = users.objects.get_or_create(
+            username="admin",
+            defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
+        )
+        if created:
+            admin.set_password(admin_password)
+            admin.save(update_fields=["password"])
+        customer, created = users.objects.get_or_create(
+            username="customer", defaults={"email": "customer@example.com"}
+        )
+        if created:
+            customer.set_password(customer_password)
+            customer.save(update_fields=["password"])
+        admin_token, _ = Token.objects.get_or_create(user=admin)
+        customer_token, _ = Token.objects.get_or_create(user=customer)
+
+        products = []
+        for sku, name, price, category_names in DEMO_PRODUCTS:
+            product, _ = Product.objects.get_or_create(
+                sku=sku, defaults={"name": name, "price": price}
+            )
+            categories = [Category.objects.get_or_create(name=n)[0] for n in category_names]
+            product.categories.add(*categories)
+            products.append(product)
+
+        base = f"http://127.0.0.1:{port}"
+        shown_password = admin_password if admin_password == "admin" else "(as given)"
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "=" * 72,
+                    f"  API:       {base}/api/         docs: {base}/api/docs/",
+                    f"  Admin:     {base}/admin/       user admin / {shown_password}",
+                    f"  Health:    {base}/api/health/",
+                    f"  Tokens:    customer  {customer_token.key}",
+                    f"             admin     {admin_token.key}",
+                    "=" * 72,
+                    "",
+                ]
+            )
+        )

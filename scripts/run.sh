@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# `make run`: migrate, seed the demo data, then every process in the foreground under honcho.
+# Ctrl-C or SIGTERM reaches honcho (this script execs it), which stops every process it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PORT="${PORT:-8000}"
+export DJANGO_SETTINGS_MODULE=orderproj.settings
+# honcho gives each process its own PORT; the clients must reach the simulators on the web's.
+export PAYMENT_API_URL="${PAYMENT_API_URL:-http://127.0.0.1:${PORT}/sim/payments}"
+export WAREHOUSE_API_URL="${WAREHOUSE_API_URL:-http://127.0.0.1:${PORT}/sim/warehouse}"
+export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
+export WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-4}"
+
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput --verbosity 0
+.venv/bin/python manage.py seed_demo --port "$PORT"
+
+exec .venv/bin/honcho --no-colour -f Procfile start --port "$PORT"

@@ -1,0 +1,81 @@
+"""docker-compose.yml cannot run on this machine (no Docker engine), so it is checked by
+parsing: the services exist, are wired by environment and run commands that exist here."""
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def command_of(service: dict) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def test_compose_has_the_stack_services():
+    services = compose()["services"]
+    assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
+
+
+def test_postgres_keeps_its_data_in_a_volume():
+    spec = compose()
+    volumes = spec["services"]["postgres"]["volumes"]
+    assert any(v.split(":")[1].startswith("/var/lib/postgresql") for v in volumes)
+    assert volumes[0].split(":")[0] in spec["volumes"]
+
+
+def test_redis_is_durable_and_never_evicts_tasks():
+    command = " ".join(command_of(compose()["services"]["redis"]))
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+
+
+def test_app_services_share_one_image_built_from_the_dockerfile():
+    services = compose()["services"]
+    builds = {name: services[name].get("build") for name in ("migrate", "web", "worker", "beat")}
+    assert all(b == builds["web"] for b in builds.values()), builds
+    assert (ROOT / "Dockerfile").is_file()
+    images = {services[n].get("image") for n in ("migrate", "web", "worker", "beat")}
+    assert len(images) == 1
+
+
+def test_app_services_are_wired_to_postgres_and_redis_by_environment():
+    services = compose()["services"]
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert environment["DATABASE_URL"].startswith("postgres://"), name
+        assert "@postgres:" in environment["DATABASE_URL"], name
+        assert environment["CELERY_BROKER_URL"].startswith("redis://redis:"), name
+
+
+def test_app_service_commands_name_modules_that_exist():
+    services = compose()["services"]
+    web = command_of(services["web"])
+    assert web[0] == "gunicorn"
+    module = next(arg for arg in web if re.fullmatch(r"[\w.]+:\w+", arg))
+    assert (ROOT / (module.split(":")[0].replace(".", "/") + ".py")).is_file()
+    for name, role in (("worker", "worker"), ("beat", "beat")):
+        args = command_of(services[name])
+        assert args[:3] == ["celery", "-A", "orderproj"] and role in args, args
+    assert command_of(services["migrate"])[:3] == ["python", "manage.py", "migrate"]
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_procfile_runs_web_worker_and_beat_like_compose():
+    procfile = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+    assert set(procfile) == {"web", "worker", "beat"}
+    assert "orderproj.wsgi:application" in procfile["web"]
+    assert "celery -A orderproj worker" in procfile["worker"]
+    assert "celery -A orderproj beat" in procfile["beat"]
