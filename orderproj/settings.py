@@ -206,6 +206,31 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# --- External services --------------------------------------------------------------------
+# By default the simulators mounted in this deployment's own web server (see orderproj/wsgi.py).
+_local_base = f"http://127.0.0.1:{env.int('PORT', default=8000)}"
+PAYMENT_API_URL = env.str("PAYMENT_API_URL", default=f"{_local_base}/sim/payments")
+WAREHOUSE_API_URL = env.str("WAREHOUSE_API_URL", default=f"{_local_base}/sim/warehouse")
+SERVE_SIMULATORS = env.bool("SERVE_SIMULATORS", default=True)
+PAYMENT_CONNECT_TIMEOUT = env.float("PAYMENT_CONNECT_TIMEOUT", default=2.0)
+PAYMENT_READ_TIMEOUT = env.float("PAYMENT_READ_TIMEOUT", default=5.0)
+
+# --- Order workflow -----------------------------------------------------------------------
+ORDER_CURRENCY = env.str("ORDER_CURRENCY", default="USD")
+ORDER_MAX_LINES = env.int("ORDER_MAX_LINES", default=100)
+ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=10_000)
+# Waiting for stock: retries with exponential backoff and jitter, then failed/out_of_stock.
+ORDER_STOCK_RETRY_MAX = env.int("ORDER_STOCK_RETRY_MAX", default=5)
+ORDER_STOCK_RETRY_BASE_SECONDS = env.float("ORDER_STOCK_RETRY_BASE_SECONDS", default=2.0)
+ORDER_STOCK_RETRY_MAX_DELAY = env.float("ORDER_STOCK_RETRY_MAX_DELAY", default=120.0)
+# Payment provider without a definitive answer (5xx, timeout): retries, then a lookup.
+ORDER_PAYMENT_RETRY_MAX = env.int("ORDER_PAYMENT_RETRY_MAX", default=5)
+ORDER_PAYMENT_RETRY_BASE_SECONDS = env.float("ORDER_PAYMENT_RETRY_BASE_SECONDS", default=1.0)
+ORDER_PAYMENT_RETRY_MAX_DELAY = env.float("ORDER_PAYMENT_RETRY_MAX_DELAY", default=60.0)
+# Each delay is multiplied by a random factor in [1, 1 + jitter): retries spread out, and a
+# jitter below 1 keeps every delay longer than the one before.
+ORDER_RETRY_JITTER = env.float("ORDER_RETRY_JITTER", default=0.25)
+
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

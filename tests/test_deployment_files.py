@@ -21,7 +21,7 @@ def command_of(service: dict) -> list[str]:
 
 def test_compose_has_the_stack_services():
     services = compose()["services"]
-    assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
+    assert {"postgres", "redis", "migrate", "web", "worker", "beat", "simulators"} <= set(services)
 
 
 def test_postgres_keeps_its_data_in_a_volume():
@@ -39,10 +39,13 @@ def test_redis_is_durable_and_never_evicts_tasks():
 
 def test_app_services_share_one_image_built_from_the_dockerfile():
     services = compose()["services"]
-    builds = {name: services[name].get("build") for name in ("migrate", "web", "worker", "beat")}
+    builds = {
+        name: services[name].get("build")
+        for name in ("migrate", "web", "worker", "beat", "simulators")
+    }
     assert all(b == builds["web"] for b in builds.values()), builds
     assert (ROOT / "Dockerfile").is_file()
-    images = {services[n].get("image") for n in ("migrate", "web", "worker", "beat")}
+    images = {services[n].get("image") for n in ("migrate", "web", "worker", "beat", "simulators")}
     assert len(images) == 1
 
 
@@ -53,6 +56,9 @@ def test_app_services_are_wired_to_postgres_and_redis_by_environment():
         assert environment["DATABASE_URL"].startswith("postgres://"), name
         assert "@postgres:" in environment["DATABASE_URL"], name
         assert environment["CELERY_BROKER_URL"].startswith("redis://redis:"), name
+        assert environment["PAYMENT_API_URL"].startswith("http://simulators:8001/"), name
+        assert environment["WAREHOUSE_API_URL"].startswith("http://simulators:8001/"), name
+        assert environment["SERVE_SIMULATORS"] == "false", name
 
 
 def test_app_service_commands_name_modules_that_exist():
@@ -64,6 +70,9 @@ def test_app_service_commands_name_modules_that_exist():
     for name, role in (("worker", "worker"), ("beat", "beat")):
         args = command_of(services[name])
         assert args[:3] == ["celery", "-A", "orderproj"] and role in args, args
+    simulators = command_of(services["simulators"])
+    assert "simulators.wsgi:application" in simulators and "0.0.0.0:8001" in simulators
+    assert (ROOT / "simulators" / "wsgi.py").is_file()
     assert command_of(services["migrate"])[:3] == ["python", "manage.py", "migrate"]
     for name in ("web", "worker", "beat"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (

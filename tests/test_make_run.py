@@ -1,7 +1,9 @@
 """`make run` on a bare checkout: no settings, so SQLite and the server-less broker. It
 serves the API and the admin, runs a worker and beat, and SIGTERM leaves no process behind."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -100,8 +102,30 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
         timeout=60,
         message="the worker to report ready",
     )
+    # and a newcomer's first order, with the curl command and token it printed, is confirmed
     output = log_text(log)
-    assert "Token" in output or "Tokens:" in output  # demo credentials printed on start
+    token = re.search(r"Tokens:\s+customer\s+(\w+)", output).group(1)
+    curl = re.search(r"(curl -s -X POST .*?)\n=+", output, re.S).group(1)
+    answer = json.loads(
+        subprocess.run(
+            ["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    )
+    assert answer["status"] == "pending"
+
+    def order_status():
+        return requests.get(
+            f"{base}/api/orders/{answer['id']}/",
+            timeout=5,
+            headers={"Authorization": f"Token {token}"},
+        ).json()["status"]
+
+    wait_for(
+        lambda: order_status() in ("confirmed", "failed"),
+        timeout=60,
+        message="the first order to be processed",
+    )
+    assert order_status() == "confirmed"
 
     # when: stopped as a supervisor or Ctrl-C would
     os.kill(proc.pid, signal.SIGTERM)

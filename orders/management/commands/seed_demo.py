@@ -11,14 +11,16 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Category, Product
+from inventory.services import stock_set_from_warehouse
 
+# sku, name, price, categories, units on hand
 DEMO_PRODUCTS = [
-    ("KB-001", "Mechanical keyboard", Decimal("89.00"), ["Peripherals"]),
-    ("MS-001", "Wireless mouse", Decimal("29.50"), ["Peripherals"]),
-    ("MN-027", '27" monitor', Decimal("249.99"), ["Displays"]),
-    ("CB-USBC", "USB-C cable, 2 m", Decimal("12.90"), ["Cables", "Peripherals"]),
-    ("HS-100", "Headset", Decimal("59.00"), ["Audio"]),
-    ("DK-200", "Docking station", Decimal("179.00"), ["Peripherals"]),
+    ("KB-001", "Mechanical keyboard", Decimal("89.00"), ["Peripherals"], 120),
+    ("MS-001", "Wireless mouse", Decimal("29.50"), ["Peripherals"], 300),
+    ("MN-027", '27" monitor', Decimal("249.99"), ["Displays"], 40),
+    ("CB-USBC", "USB-C cable, 2 m", Decimal("12.90"), ["Cables", "Peripherals"], 1000),
+    ("HS-100", "Headset", Decimal("59.00"), ["Audio"], 75),
+    ("DK-200", "Docking station", Decimal("179.00"), ["Peripherals"], 3),
 ]
 
 
@@ -50,12 +52,14 @@ class Command(BaseCommand):
         customer_token, _ = Token.objects.get_or_create(user=customer)
 
         products = []
-        for sku, name, price, category_names in DEMO_PRODUCTS:
+        for sku, name, price, category_names, on_hand in DEMO_PRODUCTS:
             product, _ = Product.objects.get_or_create(
                 sku=sku, defaults={"name": name, "price": price}
             )
             categories = [Category.objects.get_or_create(name=n)[0] for n in category_names]
             product.categories.add(*categories)
+            # As if the warehouse had reported it (version 1); a later report wins.
+            stock_set_from_warehouse(product_id=product.id, on_hand=on_hand, version=1)
             products.append(product)
 
         base = f"http://127.0.0.1:{port}"
@@ -70,6 +74,12 @@ class Command(BaseCommand):
                     f"  Health:    {base}/api/health/",
                     f"  Tokens:    customer  {customer_token.key}",
                     f"             admin     {admin_token.key}",
+                    "  First order:",
+                    f"    curl -s -X POST {base}/api/orders/ \\",
+                    f"      -H 'Authorization: Token {customer_token.key}' \\",
+                    "      -H 'Content-Type: application/json' \\",
+                    f'      -d \'{{"items": [{{"product_id": {products[0].id}, '
+                    f'"quantity": 1}}]}}\'',
                     "=" * 72,
                     "",
                 ]

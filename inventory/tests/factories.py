@@ -1,0 +1,17 @@
+import factory
+
+from catalog.tests.factories import ProductFactory
+from inventory.models import StockLevel
+
+
+class StockLevelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StockLevel
+
+    product = factory.SubFactory(ProductFactory)
+    on_hand = 10
+    version = 1
+
+
+def product_with_stock(on_hand: int, **product_fields):
+    return StockLevelFactory(product=ProductFactory(**product_fields), on_hand=on_hand).product

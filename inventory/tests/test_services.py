@@ -1,0 +1,85 @@
+import pytest
+from django.db import IntegrityError, transaction
+
+from inventory.models import StockLevel
+from inventory.services import (
+    InsufficientStock,
+    StockInvariantViolation,
+    stock_confirm,
+    stock_release,
+    stock_reserve,
+    stock_set_from_warehouse,
+)
+from inventory.tests.factories import StockLevelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def levels(*levels_):
+    return [StockLevel.objects.get(pk=lvl.pk) for lvl in levels_]
+
+
+def test_reserve_takes_every_line_or_none():
+    # given
+    plenty, scarce = StockLevelFactory(on_hand=10), StockLevelFactory(on_hand=1)
+
+    # when: one line cannot be served
+    with pytest.raises(InsufficientStock) as raised, transaction.atomic():
+        stock_reserve(quantities={plenty.product_id: 3, scarce.product_id: 2})
+
+    # then: nothing was reserved, and the error names the short line
+    assert [lvl.reserved for lvl in levels(plenty, scarce)] == [0, 0]
+    assert raised.value.details["shortages"] == [
+        {"product_id": scarce.product_id, "requested": 2, "available": 1}
+    ]
+
+
+def test_reserve_confirm_release_move_units_between_buckets():
+    level = StockLevelFactory(on_hand=10)
+    with transaction.atomic():
+        stock_reserve(quantities={level.product_id: 4})
+    with transaction.atomic():
+        stock_confirm(quantities={level.product_id: 3})
+    with transaction.atomic():
+        stock_release(quantities={level.product_id: 1})
+
+    (level,) = levels(level)
+    assert (level.on_hand, level.reserved, level.committed, level.available) == (10, 0, 3, 7)
+
+
+def test_a_product_without_a_stock_row_has_nothing_available(db):
+    from catalog.tests.factories import ProductFactory
+
+    product = ProductFactory()
+    with pytest.raises(InsufficientStock), transaction.atomic():
+        stock_reserve(quantities={product.id: 1})
+
+
+def test_releasing_more_than_reserved_is_refused():
+    level = StockLevelFactory(on_hand=10, reserved=1)
+    with pytest.raises(StockInvariantViolation), transaction.atomic():
+        stock_release(quantities={level.product_id: 2})
+    assert levels(level)[0].reserved == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transitions_refuse_to_run_outside_a_transaction():
+    level = StockLevelFactory(on_hand=10)
+    with pytest.raises(RuntimeError):
+        stock_reserve(quantities={level.product_id: 1})
+
+
+def test_database_refuses_negative_buckets():
+    level = StockLevelFactory(on_hand=1)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        StockLevel.objects.filter(pk=level.pk).update(reserved=-1)
+
+
+def test_warehouse_level_applies_only_when_newer():
+    level = StockLevelFactory(on_hand=5, version=3)
+
+    assert stock_set_from_warehouse(product_id=level.product_id, on_hand=9, version=2) is False
+    assert stock_set_from_warehouse(product_id=level.product_id, on_hand=9, version=3) is False
+    assert levels(level)[0].on_hand == 5
+    assert stock_set_from_warehouse(product_id=level.product_id, on_hand=9, version=4) is True
+    assert (levels(level)[0].on_hand, levels(level)[0].version) == (9, 4)

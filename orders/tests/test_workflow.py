@@ -1,0 +1,174 @@
+"""The workflow as a service, against real PostgreSQL and the payment simulator over HTTP."""
+
+import pytest
+
+from inventory.models import StockLevel
+from inventory.services import stock_set_from_warehouse
+from inventory.tests.factories import product_with_stock
+from orders.models import Order
+from orders.services import IllegalTransition, order_confirm
+from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.workflow import order_process
+
+# The workflow refuses to call the payment service inside a transaction, so these tests
+# run without the wrapping transaction of ordinary tests.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def stock(product) -> StockLevel:
+    return StockLevel.objects.get(product=product)
+
+
+def test_in_stock_order_is_reserved_charged_and_confirmed(customer, payment_sim):
+    # given
+    product = product_with_stock(10, price="12.50")
+    order = place_order(customer, (product.id, 4))
+
+    # when
+    delays = run_to_completion(order.id)
+
+    # then
+    order.refresh_from_db()
+    assert delays == []
+    assert order.status == "confirmed"
+    assert log_events(order) == [
+        ("", "pending", "created"),
+        ("pending", "reserved", "reserved"),
+        ("reserved", "confirmed", "confirmed"),
+    ]
+    level = stock(product)
+    assert (level.on_hand, level.reserved, level.committed, level.available) == (10, 0, 4, 6)
+    charge = payment_sim.charge(order.payment.idempotency_key)
+    assert charge["status"] == "captured" and charge["amount"] == "50.00"
+    assert order.payment.status == "captured"
+    assert order.payment.provider_reference == charge["id"]
+
+
+def test_decline_releases_stock_and_fails_the_order(customer, payment_sim):
+    # given
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 2))
+    payment_sim.script("decline")
+
+    # when
+    run_to_completion(order.id)
+
+    # then
+    order.refresh_from_db()
+    assert (order.status, order.failure_reason) == ("failed", "payment_declined")
+    assert log_events(order)[-1] == ("reserved", "failed", "payment_declined")
+    level = stock(product)
+    assert (level.reserved, level.committed, level.available) == (0, 0, 5)
+    assert order.payment.status == "declined"
+
+
+def test_5xx_is_retried_and_charges_exactly_once(customer, payment_sim):
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 1))
+    payment_sim.script("error", "error")
+
+    delays = run_to_completion(order.id)
+
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    assert len(delays) == 2 and delays[0] < delays[1]
+    assert [e for e in log_events(order) if e[2] == "payment_retry"] == [
+        ("reserved", "reserved", "payment_retry")
+    ] * 2
+    stats = payment_sim.stats(key=order.payment.idempotency_key)
+    assert stats["by_key"][order.payment.idempotency_key]["requests"] == 3
+    assert stats["captured"] == 1 and stats["charges"] == 1
+    assert order.payment.attempts == 3
+
+
+def test_timeout_after_the_charge_was_stored_is_resolved_by_lookup_not_a_second_charge(
+    customer, payment_sim
+):
+    # given: the service stores the capture, then answers too late for our read timeout
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 1))
+    payment_sim.script("timeout")
+
+    # when
+    delays = run_to_completion(order.id)
+
+    # then: one retry, which found the charge by its key instead of charging again
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    assert len(delays) == 1
+    key = order.payment.idempotency_key
+    stats = payment_sim.stats(key=key)
+    assert stats["by_key"][key]["requests"] == 1  # the only POST /charges ever made
+    assert stats["captured"] == 1 and stats["charges"] == 1
+    assert "ReadTimeout" in order.logs.get(event="payment_retry").data["error"]
+
+
+def test_out_of_stock_is_retried_with_growing_delays_then_fails(customer, payment_sim, settings):
+    product = product_with_stock(1)
+    order = place_order(customer, (product.id, 2))
+
+    delays = run_to_completion(order.id)
+
+    order.refresh_from_db()
+    assert (order.status, order.failure_reason) == ("failed", "out_of_stock")
+    assert len(delays) == settings.ORDER_STOCK_RETRY_MAX
+    for attempt, delay in enumerate(delays):
+        floor = settings.ORDER_STOCK_RETRY_BASE_SECONDS * 2**attempt
+        assert floor <= delay < floor * (1 + settings.ORDER_RETRY_JITTER)
+    assert delays == sorted(delays) and len(set(delays)) == len(delays)
+    retries = order.logs.filter(event="stock_retry").order_by("id")
+    assert [r.data["attempt"] for r in retries] == list(range(1, len(delays) + 1))
+    assert stock(product).reserved == 0
+    assert payment_sim.charge(order.payment.idempotency_key) is None  # never charged
+
+
+def test_restocked_within_the_retry_window_is_confirmed(customer, payment_sim):
+    product = product_with_stock(0)
+    order = place_order(customer, (product.id, 2))
+    assert not order_process(order_id=order.id, attempt=0).done
+
+    stock_set_from_warehouse(product_id=product.id, on_hand=3, version=2)
+    step = order_process(order_id=order.id, attempt=1)
+
+    order.refresh_from_db()
+    assert step.done and order.status == "confirmed"
+    assert stock(product).committed == 2
+
+
+def test_running_the_workflow_again_changes_nothing(customer, payment_sim):
+    # given: a confirmed order
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 2))
+    run_to_completion(order.id)
+    before = (log_events(order), stock(product).committed, payment_sim.stats()["charge_requests"])
+
+    # when: the task runs again (a duplicate or redelivered message)
+    assert order_process(order_id=order.id, attempt=0).done
+    assert order_process(order_id=order.id, attempt=5).done
+
+    # then
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    assert (
+        log_events(order),
+        stock(product).committed,
+        payment_sim.stats()["charge_requests"],
+    ) == before
+
+
+def test_a_repeated_transition_is_a_noop_and_an_illegal_one_raises(customer, payment_sim):
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 1))
+    run_to_completion(order.id)
+    order = Order.objects.select_related("payment").get(pk=order.pk)
+    logs = order.logs.count()
+
+    assert order_confirm(order=order, payment=order.payment) is False  # repeated: no-op
+    assert order.logs.count() == logs
+    assert stock(product).committed == 1
+
+    from orders.services import order_reserve
+
+    with pytest.raises(IllegalTransition):
+        order_reserve(order=order)  # confirmed -> reserved is not a transition
+    assert stock(product).reserved == 0

@@ -1,0 +1,184 @@
+"""The order saga (docs/DESIGN.md, "Processing workflow") as a plain service: one call
+advances an order as far as it can and says whether and when to call again. Celery runs it
+(orders.tasks.process_order); tests call it directly. Resumable from any state and safe to
+run twice, also concurrently: every step is a guarded transition."""
+
+import logging
+import random
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from inventory.services import InsufficientStock
+from orders.models import FailureReason, Order, OrderStatus
+from orders.services import order_confirm, order_fail, order_log, order_reserve
+from payments.models import PaymentStatus
+from payments.services import PaymentInDoubt, payment_charge, payment_lookup, payment_refund
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the caller should do next: nothing (done), or call again in `retry_in` seconds."""
+
+    done: bool
+    retry_in: float | None = None
+
+
+DONE = Step(done=True)
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with proportional jitter: base * 2**attempt, capped, times a
+    random factor in [1, 1 + ORDER_RETRY_JITTER)."""
+    return min(cap, base * 2**attempt) * (1 + random.random() * settings.ORDER_RETRY_JITTER)
+
+
+def order_process(*, order_id: int, attempt: int = 0) -> Step:
+    """Advance the order: reserve, charge, confirm (or fail and compensate).
+
+    `attempt` counts the calls so far that asked to be retried (Celery's request.retries).
+    No transaction is held across the payment call.
+    """
+    order = Order.objects.select_related("payment").get(pk=order_id)
+    if order.status == OrderStatus.PENDING:
+        step = _reserve(order, attempt)
+        if step is not None:
+            return step
+    if order.status == OrderStatus.RESERVED:
+        return _pay(order)
+    if order.status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
+        _refund_if_captured(order)
+    return DONE
+
+
+def _reserve(order: Order, attempt: int) -> Step | None:
+    try:
+        order_reserve(order=order)
+    except InsufficientStock as exc:
+        shortages = exc.details["shortages"]
+        if attempt >= settings.ORDER_STOCK_RETRY_MAX:
+            order_fail(
+                order=order,
+                reason=FailureReason.OUT_OF_STOCK,
+                message=f"Not enough stock after {attempt + 1} attempt(s).",
+                data={"attempts": attempt + 1, "shortages": shortages},
+            )
+            return DONE
+        delay = backoff_delay(
+            attempt,
+            base=settings.ORDER_STOCK_RETRY_BASE_SECONDS,
+            cap=settings.ORDER_STOCK_RETRY_MAX_DELAY,
+        )
+        order_log(
+            order=order,
+            event="stock_retry",
+            from_status=order.status,
+            to_status=order.status,
+            message=f"Not enough stock; retry {attempt + 1} in {delay:.2f}s.",
+            data={
+                "attempt": attempt + 1,
+                "retry_in_seconds": round(delay, 3),
+                "shortages": shortages,
+            },
+        )
+        return Step(done=False, retry_in=delay)
+    return None
+
+
+def _pay(order: Order) -> Step:
+    payment = order.payment
+    try:
+        payment = payment_charge(payment=payment)
+    except PaymentInDoubt as exc:
+        if payment.attempts < settings.ORDER_PAYMENT_RETRY_MAX:
+            delay = backoff_delay(
+                payment.attempts - 1,
+                base=settings.ORDER_PAYMENT_RETRY_BASE_SECONDS,
+                cap=settings.ORDER_PAYMENT_RETRY_MAX_DELAY,
+            )
+            order_log(
+                order=order,
+                event="payment_retry",
+                from_status=order.status,
+                to_status=order.status,
+                message=f"No answer from the payment service; retry in {delay:.2f}s.",
+                data={
+                    "attempt": payment.attempts,
+                    "error": str(exc),
+                    "retry_in_seconds": round(delay, 3),
+                },
+            )
+            return Step(done=False, retry_in=delay)
+        # Out of retries: only the provider's record of the key may decide the outcome.
+        try:
+            payment = payment_lookup(payment=payment)
+        except PaymentInDoubt:
+            order_log(
+                order=order,
+                event="payment_in_doubt",
+                from_status=order.status,
+                to_status=order.status,
+                message="Payment outcome unknown after every retry; stock stays "
+                "reserved until the payment is settled.",
+                data={"attempt": payment.attempts, "error": payment.last_error},
+            )
+            return DONE
+        if payment.status == PaymentStatus.NOT_CHARGED:
+            order_fail(
+                order=order,
+                reason=FailureReason.PAYMENT_ERROR,
+                message="The payment service never answered; nothing was charged.",
+                data={"attempt": payment.attempts, "error": payment.last_error},
+            )
+            return DONE
+
+    if payment.status == PaymentStatus.CAPTURED:
+        if order_confirm(order=order, payment=payment) or order.status == OrderStatus.CONFIRMED:
+            return DONE
+        _refund_if_captured(order)  # it was cancelled or expired while we were charging
+    elif payment.status == PaymentStatus.DECLINED:
+        order_fail(
+            order=order,
+            reason=FailureReason.PAYMENT_DECLINED,
+            message=f"Payment declined: {payment.last_error or 'no reason given'}.",
+            data={
+                "attempt": payment.attempts,
+                "payment_reference": payment.provider_reference,
+                "decline_reason": payment.last_error,
+            },
+        )
+    else:
+        order_fail(
+            order=order,
+            reason=FailureReason.PAYMENT_ERROR,
+            message="The payment service refused the charge request.",
+            data={"attempt": payment.attempts, "error": payment.last_error},
+        )
+    return DONE
+
+
+def _refund_if_captured(order: Order) -> None:
+    """A failed or cancelled order must not keep a captured charge."""
+    payment = order.payment
+    if payment.status != PaymentStatus.CAPTURED:
+        return
+    try:
+        payment_refund(payment=payment)
+    except PaymentInDoubt as exc:
+        logger.warning(
+            "order %s: refund of its capture pending: %s",
+            order.pk,
+            exc,
+            extra={"order_id": order.pk},
+        )
+        return
+    order_log(
+        order=order,
+        event="refunded",
+        from_status=order.status,
+        to_status=order.status,
+        message="Captured charge refunded.",
+        data={"payment_reference": payment.provider_reference},
+    )

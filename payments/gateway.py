@@ -1,0 +1,94 @@
+"""HTTP client of the payment provider (the simulator by default, a real provider by URL).
+
+Every call has a connect and a read timeout. An answer that does not say what happened
+(timeout, connection error, 5xx) raises `PaymentGatewayUnavailable`: the charge may or may
+not exist, and the caller resolves that by looking the charge up by its idempotency key.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+
+import requests
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ProviderCharge:
+    status: str  # captured | declined | refunded
+    provider_reference: str
+    decline_reason: str | None = None
+
+
+class PaymentGatewayUnavailable(Exception):
+    """No definitive answer: the charge may or may not have been made."""
+
+
+class PaymentGatewayRejected(Exception):
+    """A definitive 4xx other than "not found": our request is wrong; retrying won't help."""
+
+
+class PaymentGateway:
+    def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def create_charge(
+        self, *, idempotency_key: str, amount: Decimal, currency: str, reference: str
+    ) -> ProviderCharge:
+        body = {
+            "idempotency_key": idempotency_key,
+            "amount": str(amount),
+            "currency": currency,
+            "reference": reference,
+        }
+        response = self._request("POST", "/charges", json=body)
+        return self._charge(response)
+
+    def get_charge(self, *, idempotency_key: str) -> ProviderCharge | None:
+        response = self._request("GET", f"/charges/{idempotency_key}")
+        if response.status_code == 404:
+            return None
+        return self._charge(response)
+
+    def refund(self, *, idempotency_key: str) -> ProviderCharge:
+        return self._charge(self._request("POST", f"/charges/{idempotency_key}/refund"))
+
+    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            response = self.session.request(
+                method, self.base_url + path, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise PaymentGatewayUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            raise PaymentGatewayUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+        return response
+
+    @staticmethod
+    def _charge(response: requests.Response) -> ProviderCharge:
+        if response.status_code >= 400:
+            raise PaymentGatewayRejected(f"HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            data = response.json()
+            return ProviderCharge(
+                status=data["status"],
+                provider_reference=data["id"],
+                decline_reason=data.get("decline_reason"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PaymentGatewayUnavailable(f"unreadable answer: {response.text[:200]}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_gateway() -> PaymentGateway:
+    """One client (and connection pool) per process."""
+    return PaymentGateway(
+        settings.PAYMENT_API_URL,
+        connect_timeout=settings.PAYMENT_CONNECT_TIMEOUT,
+        read_timeout=settings.PAYMENT_READ_TIMEOUT,
+    )

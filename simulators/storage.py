@@ -1,0 +1,129 @@
+"""SQLite storage shared by the simulators: connections, write transactions, stored config.
+
+Several gunicorn worker processes, each with several threads, serve the same file, so every
+request gets its own connection (opened lazily, closed at the end of the request), the file
+runs in WAL mode so readers never block the writer, and every write happens inside
+`BEGIN IMMEDIATE`, which takes the write lock up front: a read-then-write cannot be
+interleaved with another writer, and lock waits are handled by `busy_timeout` instead of
+failing with SQLITE_BUSY half way through.
+"""
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, g
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def connect(db_path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode; transactions are opened explicitly."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous = NORMAL")  # durable enough for a simulator under WAL
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Hold the database write lock for the block; commit on success, roll back on error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+CONFIG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS config (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    defaults TEXT NOT NULL,
+    current TEXT NOT NULL,
+    generation INTEGER NOT NULL
+);
+"""
+
+
+def init_database(db_path: str, schema: str, defaults: dict[str, Any]) -> None:
+    """Create the tables and store the behaviour config.
+
+    A worker that restarts with the same defaults keeps the config an operator or a test set
+    through the control API; a deployment started with different defaults (the env changed)
+    takes the new ones, since that is what whoever changed the env asked for.
+    """
+    conn = connect(db_path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
+        with write_transaction(conn):
+            for statement in (CONFIG_SCHEMA + schema).split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT defaults FROM config WHERE id = 1").fetchone()
+            if row is None or json.loads(row[0]) != defaults:
+                encoded = json.dumps(defaults)
+                conn.execute(
+                    "INSERT INTO config (id, defaults, current, generation) VALUES (1, ?, ?, 1)"
+                    " ON CONFLICT (id) DO UPDATE SET defaults = excluded.defaults,"
+                    " current = excluded.current, generation = generation + 1",
+                    (encoded, encoded),
+                )
+    finally:
+        conn.close()
+
+
+def install_request_connection(app: Flask, db_path: str) -> Callable[[], sqlite3.Connection]:
+    """Give each request its own connection; returns the getter the views use."""
+
+    def get_db() -> sqlite3.Connection:
+        if "db" not in g:
+            g.db = connect(db_path)
+        return g.db
+
+    @app.teardown_appcontext
+    def close_db(_exc: BaseException | None) -> None:
+        conn = g.pop("db", None)
+        if conn is not None:
+            conn.close()
+
+    return get_db
+
+
+def read_config(conn: sqlite3.Connection) -> tuple[dict[str, Any], int]:
+    """The current behaviour config and its generation (bumped on every change)."""
+    current, generation = conn.execute(
+        "SELECT current, generation FROM config WHERE id = 1"
+    ).fetchone()
+    return json.loads(current), generation
+
+
+def update_config(conn: sqlite3.Connection, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply a (validated) partial update atomically; returns the new config."""
+    with write_transaction(conn):
+        config, _ = read_config(conn)
+        config.update(changes)
+        conn.execute(
+            "UPDATE config SET current = ?, generation = generation + 1 WHERE id = 1",
+            (json.dumps(config),),
+        )
+    return config
+
+
+def reset_config(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Restore the defaults; call inside the caller's write transaction."""
+    conn.execute("UPDATE config SET current = defaults, generation = generation + 1 WHERE id = 1")
+    return read_config(conn)[0]
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Several SELECTs that see one consistent state of the file (a WAL read transaction)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")

@@ -1,0 +1,381 @@
+"""The payment simulator over real HTTP: idempotent charges, refunds, injected failures."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from simulators import payments
+from simulators.tests.servers import serve, serve_in_process
+
+
+def charge(
+    http: Any,  # a Session, or the requests module for calls from several threads
+    url: str,
+    key: str,
+    amount: str = "12.34",
+    currency: str = "USD",
+    **kwargs: Any,
+) -> requests.Response:
+    body = {"amount": amount, "currency": currency, "idempotency_key": key}
+    return http.post(f"{url}/charges", json=body, **kwargs)
+
+
+def configure(http: requests.Session, url: str, **changes: Any) -> None:
+    response = http.put(f"{url}/_control/config", json=changes)
+    assert response.status_code == 200, response.text
+
+
+def stats(http: requests.Session, url: str, **params: str) -> dict[str, Any]:
+    return http.get(f"{url}/_control/stats", params=params).json()
+
+
+def test_new_charge_is_captured_and_can_be_read_back(http, payment_url):
+    response = http.post(
+        f"{payment_url}/charges",
+        json={"amount": "12.30", "currency": "usd", "idempotency_key": "k1", "reference": "o-7"},
+    )
+
+    assert response.status_code == 201
+    created = response.json()
+    assert created["id"].startswith("ch_")
+    assert created | {"id": None, "created_at": None} == {
+        "id": None,
+        "idempotency_key": "k1",
+        "amount": "12.30",
+        "currency": "USD",
+        "status": "captured",
+        "decline_reason": None,
+        "reference": "o-7",
+        "created_at": None,
+        "refunded_at": None,
+    }
+    assert created["created_at"].endswith("Z")
+    fetched = http.get(f"{payment_url}/charges/k1")
+    assert fetched.status_code == 200
+    assert fetched.json() == created
+
+
+def test_same_key_never_charges_twice(http, payment_url):
+    first = charge(http, payment_url, "k1")
+
+    again = charge(http, payment_url, "k1", currency="usd")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert stats(http, payment_url) == {
+        "charges": 1,
+        "captured": 1,
+        "declined": 0,
+        "refunded": 0,
+        "charge_requests": 2,
+        "by_key": {"k1": {"requests": 2, "status": "captured"}},
+    }
+
+
+@pytest.mark.parametrize(("amount", "currency"), [("99.99", "USD"), ("12.34", "EUR")])
+def test_same_key_with_other_amount_or_currency_is_a_conflict(http, payment_url, amount, currency):
+    charge(http, payment_url, "k1")
+
+    response = charge(http, payment_url, "k1", amount=amount, currency=currency)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert http.get(f"{payment_url}/charges/k1").json()["amount"] == "12.34"
+
+
+def test_decline_rate_one_declines_with_a_reason(http, payment_url):
+    configure(http, payment_url, decline_rate=1)
+
+    response = charge(http, payment_url, "k1")
+
+    assert response.status_code == 201
+    assert response.json()["status"] == "declined"
+    assert response.json()["decline_reason"] in payments.DECLINE_REASONS
+
+
+def test_injected_error_stores_nothing_but_counts_the_attempt(http, payment_url):
+    # given
+    configure(http, payment_url, error_rate=1)
+
+    # when
+    failed = charge(http, payment_url, "k1")
+
+    # then
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "service_unavailable"
+    assert http.get(f"{payment_url}/charges/k1").status_code == 404
+    assert stats(http, payment_url, key="k1")["by_key"] == {"k1": {"requests": 1, "status": None}}
+
+    # and a retry once the outage is over charges once
+    configure(http, payment_url, error_rate=0)
+    retried = charge(http, payment_url, "k1")
+    assert retried.status_code == 201
+    assert stats(http, payment_url)["by_key"] == {"k1": {"requests": 2, "status": "captured"}}
+
+
+def test_an_existing_charge_is_answered_even_during_an_outage(http, payment_url):
+    created = charge(http, payment_url, "k1").json()
+    configure(http, payment_url, error_rate=1)
+
+    response = charge(http, payment_url, "k1")
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+def test_timeout_stores_the_charge_and_answers_too_late(http, payment_url):
+    # given
+    configure(http, payment_url, timeout_delay_ms=1500)
+    http.post(f"{payment_url}/_control/script", json={"outcomes": ["timeout"]})
+
+    # when
+    with pytest.raises(requests.ReadTimeout):
+        charge(requests, payment_url, "k1", timeout=(5, 0.3))
+
+    # then the charge exists and a retry with the key answers it at once
+    deadline = time.monotonic() + 5
+    while (lookup := http.get(f"{payment_url}/charges/k1")).status_code == 404:
+        assert time.monotonic() < deadline, "the timed-out charge was never stored"
+    assert lookup.json()["status"] == "captured"
+    retried = charge(http, payment_url, "k1", timeout=(5, 1.0))
+    assert retried.status_code == 200
+    assert retried.json()["id"] == lookup.json()["id"]
+    assert stats(http, payment_url)["charges"] == 1
+
+
+def test_latency_delays_every_charge_endpoint(http, payment_url):
+    configure(http, payment_url, latency_ms=300)
+
+    started = time.monotonic()
+    response = http.get(f"{payment_url}/charges/unknown")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert elapsed >= 0.3
+
+
+def test_script_overrides_the_rates_one_outcome_per_new_key(http, payment_url):
+    # given
+    configure(http, payment_url, decline_rate=1)
+    pushed = http.post(
+        f"{payment_url}/_control/script", json={"outcomes": ["capture", "error", "decline"]}
+    )
+    assert pushed.json() == {"pending": ["capture", "error", "decline"]}
+
+    # when
+    first = charge(http, payment_url, "k1")
+    repeat = charge(http, payment_url, "k1")  # known key: consumes nothing
+    second = charge(http, payment_url, "k2")
+    third = charge(http, payment_url, "k2")
+    after_script = charge(http, payment_url, "k3")
+
+    # then
+    assert (first.status_code, first.json()["status"]) == (201, "captured")
+    assert (repeat.status_code, repeat.json()["status"]) == (200, "captured")
+    assert second.status_code == 503
+    assert (third.status_code, third.json()["status"]) == (201, "declined")
+    assert after_script.json()["status"] == "declined"  # back to the rates
+    assert http.post(f"{payment_url}/_control/script", json={"outcomes": []}).json() == {
+        "pending": []
+    }
+
+
+def test_outcomes_are_reproducible_across_processes(http, payment_url, tmp_path: Path):
+    rates = {"decline_rate": 0.5, "error_rate": 0.2, "timeout_rate": 0, "seed": 42}
+
+    def run(url: str) -> list[tuple[int, str | None]]:
+        configure(http, url, **rates)
+        results = []
+        for index in range(30):
+            for _attempt in range(10):
+                response = charge(http, url, f"order-{index}")
+                results.append((response.status_code, response.json().get("status")))
+                if response.status_code != 503:
+                    break
+        return results
+
+    with serve_in_process("payments", str(tmp_path / "other.sqlite3")) as other_url:
+        here, there = run(payment_url), run(other_url)
+
+    assert here == there
+    assert set(here) == {(201, "captured"), (201, "declined"), (503, None)}
+
+
+def test_concurrent_attempts_with_one_key_across_processes_charge_once(
+    http, payment_url, payment_db
+):
+    with serve_in_process("payments", payment_db) as other_url:
+        urls = [payment_url, other_url] * 10
+        barrier = threading.Barrier(len(urls))
+
+        def attempt(url: str) -> requests.Response:
+            barrier.wait()
+            return charge(requests, url, "shared-key")
+
+        with ThreadPoolExecutor(len(urls)) as pool:
+            responses = list(pool.map(attempt, urls))
+
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert stats(http, payment_url)["by_key"] == {
+        "shared-key": {"requests": 20, "status": "captured"}
+    }
+
+
+def test_script_is_shared_between_processes(http, payment_url, payment_db):
+    with serve_in_process("payments", payment_db) as other_url:
+        http.post(f"{payment_url}/_control/script", json={"outcomes": ["decline", "capture"]})
+
+        first = charge(http, other_url, "k1")
+        second = charge(http, payment_url, "k2")
+
+    assert first.json()["status"] == "declined"
+    assert second.json()["status"] == "captured"
+
+
+def test_refund_is_idempotent_and_only_for_captured_charges(http, payment_url):
+    charge(http, payment_url, "paid")
+    http.post(f"{payment_url}/_control/script", json={"outcomes": ["decline"]})
+    charge(http, payment_url, "declined")
+
+    refunded = http.post(f"{payment_url}/charges/paid/refund")
+    again = http.post(f"{payment_url}/charges/paid/refund")
+    not_refundable = http.post(f"{payment_url}/charges/declined/refund")
+    unknown = http.post(f"{payment_url}/charges/nope/refund")
+
+    assert refunded.status_code == 200
+    assert refunded.json()["status"] == "refunded"
+    assert refunded.json()["refunded_at"] is not None
+    assert (again.status_code, again.json()) == (200, refunded.json())
+    assert not_refundable.status_code == 409
+    assert not_refundable.json()["error"]["code"] == "not_refundable"
+    assert unknown.status_code == 404
+    assert stats(http, payment_url)["refunded"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount": "0", "currency": "USD", "idempotency_key": "k"},
+        {"amount": "-1.00", "currency": "USD", "idempotency_key": "k"},
+        {"amount": "12.345", "currency": "USD", "idempotency_key": "k"},
+        {"amount": "abc", "currency": "USD", "idempotency_key": "k"},
+        {"amount": "1e3", "currency": "USD", "idempotency_key": "k"},
+        {"amount": "\u0661\u0662.00", "currency": "USD", "idempotency_key": "k"},
+        {"amount": " 12.34", "currency": "USD", "idempotency_key": "k"},
+        {"amount": 12.34, "currency": "USD", "idempotency_key": "k"},
+        {"amount": "12.34", "currency": "US", "idempotency_key": "k"},
+        {"amount": "12.34", "idempotency_key": "k"},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": ""},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": "k" * 129},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": "a/b"},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": 7},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": "k", "reference": 7},
+        {"amount": "12.34", "currency": "USD", "idempotency_key": "k", "extra": 1},
+        ["not", "an", "object"],
+    ],
+)
+def test_bad_charge_requests_are_400_and_change_nothing(http, payment_url, body):
+    response = http.post(f"{payment_url}/charges", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert stats(http, payment_url)["charge_requests"] == 0
+
+
+def test_malformed_json_is_a_400(http, payment_url):
+    response = http.post(
+        f"{payment_url}/charges", data="{not json", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
+def test_routing_errors_are_json(http, payment_url):
+    missing = http.get(f"{payment_url}/nowhere")
+    wrong_method = http.delete(f"{payment_url}/charges")
+
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert "POST" in wrong_method.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"error_rate": 1.5},
+        {"decline_rate": "0.1"},
+        {"timeout_rate": -0.1},
+        {"latency_ms": -1},
+        {"latency_ms": 2**40},
+        {"timeout_delay_ms": 1.5},
+        {"seed": True},
+        {"unknown": 1},
+    ],
+)
+def test_invalid_config_is_rejected_and_unchanged(http, payment_url, changes):
+    before = http.get(f"{payment_url}/_control/config").json()
+
+    response = http.put(f"{payment_url}/_control/config", json=changes)
+
+    assert response.status_code == 400
+    assert http.get(f"{payment_url}/_control/config").json() == before
+
+
+def test_config_update_is_partial(http, payment_url):
+    response = http.put(f"{payment_url}/_control/config", json={"decline_rate": 0.5, "seed": 9})
+
+    assert response.json() == payments.DEFAULT_CONFIG | {"decline_rate": 0.5, "seed": 9}
+    assert http.get(f"{payment_url}/_control/config").json() == response.json()
+
+
+def test_reset_clears_everything_and_restores_the_defaults(http, tmp_path: Path):
+    app = payments.create_app(str(tmp_path / "p.sqlite3"), defaults={"decline_rate": 0.25})
+    with serve(app) as url:
+        # given
+        configure(http, url, decline_rate=1, latency_ms=10)
+        charge(http, url, "k1")
+        http.post(f"{url}/_control/script", json={"outcomes": ["error"]})
+
+        # when
+        reset = http.post(f"{url}/_control/reset")
+
+        # then
+        assert reset.status_code == 200
+        assert http.get(f"{url}/_control/config").json()["decline_rate"] == 0.25
+        assert http.get(f"{url}/_control/config").json()["latency_ms"] == 0
+        assert stats(http, url) == {
+            "charges": 0,
+            "captured": 0,
+            "declined": 0,
+            "refunded": 0,
+            "charge_requests": 0,
+            "by_key": {},
+        }
+        assert http.get(f"{url}/charges/k1").status_code == 404
+        assert http.post(f"{url}/_control/script", json={"outcomes": []}).json()["pending"] == []
+
+
+def test_restart_keeps_config_set_through_control(http, payment_db):
+    with serve(payments.create_app(payment_db)) as url:
+        configure(http, url, decline_rate=0.7)
+
+    with serve(payments.create_app(payment_db)) as url:
+        assert http.get(f"{url}/_control/config").json()["decline_rate"] == 0.7
+
+    with serve(payments.create_app(payment_db, defaults={"decline_rate": 0.1})) as url:
+        assert http.get(f"{url}/_control/config").json()["decline_rate"] == 0.1
+
+
+def test_health(http, payment_url):
+    response = http.get(f"{payment_url}/health")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})

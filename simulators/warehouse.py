@@ -1,0 +1,390 @@
+"""Simulated warehouse: a paged stock snapshot, idempotent shipments, stock drifting over time.
+
+Every change of a SKU bumps its `version`, so a client syncing the snapshot can tell newer
+values from older ones whichever order its pages and shipment answers arrive in.
+"""
+
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, request
+
+from simulators.storage import (
+    init_database,
+    install_request_connection,
+    read_config,
+    reset_config,
+    update_config,
+    write_transaction,
+)
+from simulators.web import (
+    ApiError,
+    bad_request,
+    json_body,
+    json_response,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    rate,
+    register_error_handlers,
+    reject_unknown_fields,
+    simulate_latency,
+    utc_now,
+    validate_config,
+)
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "error_rate": 0.0,
+    "latency_ms": 0,
+    "seed": 0,
+    "drift_interval_s": 0,
+    "restock_rate": 0.05,
+    "shrink_rate": 0.01,
+    "max_restock": 50,
+}
+TICK_FIELDS = {
+    "restock_rate": rate,
+    "shrink_rate": rate,
+    "max_restock": positive_int,
+    "seed": non_negative_int,
+}
+CONFIG_FIELDS = {
+    **TICK_FIELDS,
+    "error_rate": rate,
+    "latency_ms": non_negative_int,
+    "drift_interval_s": non_negative_number,
+}
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 10_000
+MAX_STOCK_ITEMS = 200_000
+MAX_SHIPMENT_LINES = 1000
+MAX_SHRINK = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS skus (
+    sku TEXT PRIMARY KEY,
+    on_hand INTEGER NOT NULL CHECK (on_hand >= 0),
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shipments (
+    order_id TEXT PRIMARY KEY,
+    lines_key TEXT NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tick_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ticks INTEGER NOT NULL,
+    last_drift_at REAL
+);
+INSERT OR IGNORE INTO tick_state (id, ticks, last_drift_at) VALUES (1, 0, NULL);
+"""
+
+Line = tuple[str, int]
+
+
+class ErrorRoll:
+    """Seeded error injection, deterministic per process.
+
+    Each process keeps its own generator and re-seeds it whenever the stored config's
+    generation moves (any control change, by whichever process), so a test that sets the
+    seed gets a reproducible sequence of failures from the process it talks to.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation: int | None = None
+        self._rng = random.Random()
+
+    def fails(self, config: dict[str, Any], generation: int) -> bool:
+        with self._lock:
+            if generation != self._generation:
+                self._rng.seed(config["seed"])
+                self._generation = generation
+            return self._rng.random() < config["error_rate"]
+
+
+def parse_page(args: Mapping[str, str]) -> tuple[str, int]:
+    after = args.get("after", "")
+    try:
+        limit = int(args.get("limit", DEFAULT_PAGE_SIZE))
+    except ValueError:
+        raise bad_request("limit must be an integer") from None
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise bad_request(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+    return after, limit
+
+
+def stock_page(conn: sqlite3.Connection, after: str, limit: int) -> dict[str, Any]:
+    """One keyset page: a range scan of the primary key, one row more to know if it is last."""
+    as_of = utc_now()
+    rows = conn.execute(
+        "SELECT sku, on_hand, version FROM skus WHERE sku > ? ORDER BY sku LIMIT ?",
+        (after, limit + 1),
+    ).fetchall()
+    return {
+        "results": [
+            {"sku": sku, "on_hand": on_hand, "version": version}
+            for sku, on_hand, version in rows[:limit]
+        ],
+        "next_after": rows[limit - 1][0] if len(rows) > limit else None,
+        "as_of": as_of,
+    }
+
+
+def parse_shipment(data: dict[str, Any]) -> tuple[str, list[Line]]:
+    reject_unknown_fields(data, {"order_id", "lines"})
+    order_id = data.get("order_id")
+    if isinstance(order_id, int) and not isinstance(order_id, bool):
+        order_id = str(order_id)
+    if not isinstance(order_id, str) or not 1 <= len(order_id) <= 128 or "/" in order_id:
+        raise bad_request("order_id must be an integer or a string of 1 to 128 characters, no '/'")
+    lines = data.get("lines")
+    if not isinstance(lines, list) or not 1 <= len(lines) <= MAX_SHIPMENT_LINES:
+        raise bad_request(f"lines must be a list of 1 to {MAX_SHIPMENT_LINES} lines")
+    parsed = []
+    for line in lines:
+        if not isinstance(line, dict) or set(line) != {"sku", "quantity"}:
+            raise bad_request('each line must be {"sku": ..., "quantity": ...}')
+        sku, quantity = line["sku"], line["quantity"]
+        if not isinstance(sku, str) or not sku:
+            raise bad_request("sku must be a non-empty string")
+        parsed.append((sku, positive_int("quantity", quantity)))
+    return order_id, parsed
+
+
+def shipment_create(
+    conn: sqlite3.Connection, order_id: str, lines: list[Line]
+) -> tuple[int, dict[str, Any]]:
+    """Take the units off on_hand and store the answer, all or nothing, once per order id.
+
+    Under the write lock the order id is checked before any stock is read, so concurrent
+    pushes of one order ship it once; a repeat answers the stored answer with 200.
+    """
+    lines_key = json.dumps(sorted(lines))
+    with write_transaction(conn):
+        stored = conn.execute(
+            "SELECT lines_key, answer FROM shipments WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        if stored is not None:
+            if stored[0] != lines_key:
+                message = f"order_id {order_id!r} was shipped with other lines"
+                raise ApiError(409, "order_id_reused", message)
+            return 200, json.loads(stored[1])
+        needed: dict[str, int] = {}
+        for sku, quantity in lines:
+            needed[sku] = needed.get(sku, 0) + quantity
+        stock = {
+            sku: (on_hand, version)
+            for sku, on_hand, version in conn.execute(
+                "SELECT sku, on_hand, version FROM skus"
+                f" WHERE sku IN ({', '.join('?' * len(needed))})",
+                list(needed),
+            )
+        }
+        unknown = sorted(set(needed) - set(stock))
+        if unknown:
+            raise ApiError(422, "unknown_sku", "unknown SKUs", {"skus": unknown})
+        short = [
+            {"sku": sku, "requested": quantity, "on_hand": stock[sku][0]}
+            for sku, quantity in needed.items()
+            if stock[sku][0] < quantity
+        ]
+        if short:
+            raise ApiError(409, "insufficient_stock", "not enough on hand", {"lines": short})
+        after = {
+            sku: (stock[sku][0] - quantity, stock[sku][1] + 1) for sku, quantity in needed.items()
+        }
+        conn.executemany(
+            "UPDATE skus SET on_hand = ?, version = ? WHERE sku = ?",
+            [(on_hand, version, sku) for sku, (on_hand, version) in after.items()],
+        )
+        answer = {
+            "shipment_id": f"sh_{uuid.uuid4().hex}",
+            "order_id": order_id,
+            "lines": [
+                {
+                    "sku": sku,
+                    "quantity": quantity,
+                    "on_hand": after[sku][0],
+                    "version": after[sku][1],
+                }
+                for sku, quantity in lines
+            ],
+            "created_at": utc_now(),
+        }
+        conn.execute(
+            "INSERT INTO shipments (order_id, lines_key, answer) VALUES (?, ?, ?)",
+            (order_id, lines_key, json.dumps(answer)),
+        )
+    return 201, answer
+
+
+def stock_tick(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    """Restock and shrink SKUs picked from (seed, tick number); in the caller's transaction.
+
+    One roll per SKU in sku order: below restock_rate it is restocked, in the top
+    shrink_rate band it loses a few units (if it has any); where the bands overlap (rates
+    adding up to more than 1), restocking wins.
+    """
+    (tick,) = conn.execute("UPDATE tick_state SET ticks = ticks + 1 RETURNING ticks").fetchone()
+    rng = random.Random(f"{params['seed']}:{tick}")
+    restock_rate, shrink_rate = params["restock_rate"], params["shrink_rate"]
+    restocked: list[tuple[int, str]] = []
+    shrunk: list[tuple[int, str]] = []
+    for sku, on_hand in conn.execute("SELECT sku, on_hand FROM skus ORDER BY sku").fetchall():
+        roll = rng.random()
+        if roll < restock_rate:
+            restocked.append((on_hand + rng.randint(1, params["max_restock"]), sku))
+        elif roll >= 1 - shrink_rate and on_hand > 0:
+            shrunk.append((on_hand - rng.randint(1, min(MAX_SHRINK, on_hand)), sku))
+    conn.executemany(
+        "UPDATE skus SET on_hand = ?, version = version + 1 WHERE sku = ?", restocked + shrunk
+    )
+    return {
+        "tick": tick,
+        "changed": len(restocked) + len(shrunk),
+        "restocked": len(restocked),
+        "shrunk": len(shrunk),
+    }
+
+
+def drift_if_due(conn: sqlite3.Connection, config: dict[str, Any]) -> None:
+    """Apply at most one tick per drift_interval_s, whichever process notices it is due.
+
+    The first check is a plain read so that the usual case takes no write lock; the check is
+    repeated under the lock so that two processes noticing at once tick only once.
+    """
+    interval = config["drift_interval_s"]
+    if interval <= 0:
+        return
+    last = conn.execute("SELECT last_drift_at FROM tick_state").fetchone()[0]
+    if last is not None and time.time() - last < interval:
+        return
+    with write_transaction(conn):
+        last = conn.execute("SELECT last_drift_at FROM tick_state").fetchone()[0]
+        now = time.time()
+        if last is not None and now - last < interval:
+            return
+        if last is not None:  # the first request only starts the clock
+            stock_tick(conn, config)
+        conn.execute("UPDATE tick_state SET last_drift_at = ?", (now,))
+
+
+def stock_upsert(conn: sqlite3.Connection, items: Any) -> dict[str, int]:
+    """Set on_hand of many SKUs in one transaction; only new or changed SKUs get a version."""
+    if not isinstance(items, list) or len(items) > MAX_STOCK_ITEMS:
+        raise bad_request(f"items must be a list of at most {MAX_STOCK_ITEMS} items")
+    rows = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) != {"sku", "on_hand"}:
+            raise bad_request('each item must be {"sku": ..., "on_hand": ...}')
+        sku = item["sku"]
+        if not isinstance(sku, str) or not 1 <= len(sku) <= 128:
+            raise bad_request("sku must be a string of 1 to 128 characters")
+        rows.append((sku, non_negative_int("on_hand", item["on_hand"])))
+    with write_transaction(conn):
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT INTO skus (sku, on_hand, version) VALUES (?, ?, 1)"
+            " ON CONFLICT (sku) DO UPDATE SET on_hand = excluded.on_hand,"
+            " version = skus.version + 1 WHERE skus.on_hand != excluded.on_hand",
+            rows,
+        )
+        changed = conn.total_changes - before
+    return {"items": len(rows), "changed": changed}
+
+
+def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
+    """The warehouse app, storing everything in the SQLite file at db_path."""
+    config_defaults = {**DEFAULT_CONFIG, **validate_config(defaults or {}, CONFIG_FIELDS)}
+    init_database(db_path, SCHEMA, config_defaults)
+    app = Flask(__name__)
+    register_error_handlers(app)
+    get_db = install_request_connection(app, db_path)
+    error_roll = ErrorRoll()
+
+    def serve_business_request(*, inject_errors: bool) -> dict[str, Any]:
+        """Latency, then maybe a simulated outage; returns the config for the view."""
+        config, generation = read_config(get_db())
+        simulate_latency(config["latency_ms"])
+        if inject_errors and error_roll.fails(config, generation):
+            raise ApiError(503, "service_unavailable", "simulated warehouse failure")
+        return config
+
+    @app.get("/stock")
+    def get_stock() -> Response:
+        after, limit = parse_page(request.args)
+        config = serve_business_request(inject_errors=True)
+        drift_if_due(get_db(), config)
+        return json_response(stock_page(get_db(), after, limit))
+
+    @app.post("/shipments")
+    def create_shipment() -> Response:
+        order_id, lines = parse_shipment(json_body())
+        serve_business_request(inject_errors=True)
+        status, answer = shipment_create(get_db(), order_id, lines)
+        return json_response(answer, status)
+
+    @app.get("/shipments/<order_id>")
+    def get_shipment(order_id: str) -> Response:
+        serve_business_request(inject_errors=False)
+        row = (
+            get_db()
+            .execute("SELECT answer FROM shipments WHERE order_id = ?", (order_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise ApiError(404, "not_found", f"no shipment for order_id {order_id!r}")
+        return json_response(json.loads(row[0]))
+
+    @app.get("/health")
+    def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/_control/config")
+    def get_config() -> Response:
+        return json_response(read_config(get_db())[0])
+
+    @app.put("/_control/config")
+    def put_config() -> Response:
+        changes = validate_config(json_body(), CONFIG_FIELDS)
+        return json_response(update_config(get_db(), changes))
+
+    @app.put("/_control/stock")
+    def put_stock() -> Response:
+        data = json_body()
+        reject_unknown_fields(data, {"items"})
+        return json_response(stock_upsert(get_db(), data.get("items")))
+
+    @app.post("/_control/tick")
+    def tick() -> Response:
+        params = {**read_config(get_db())[0], **validate_config(json_body(), TICK_FIELDS)}
+        conn = get_db()
+        with write_transaction(conn):
+            result = stock_tick(conn, params)
+        return json_response(result)
+
+    @app.post("/_control/reset")
+    def reset() -> Response:
+        conn = get_db()
+        with write_transaction(conn):
+            conn.execute("DELETE FROM skus")
+            conn.execute("DELETE FROM shipments")
+            conn.execute("UPDATE tick_state SET ticks = 0, last_drift_at = NULL")
+            restored = reset_config(conn)
+        return json_response({"config": restored})
+
+    @app.get("/_control/shipments")
+    def list_shipments() -> Response:
+        conn = get_db()
+        rows = conn.execute("SELECT answer FROM shipments ORDER BY rowid").fetchall()
+        answers = [json.loads(answer) for (answer,) in rows]
+        return json_response({"count": len(answers), "results": answers})
+
+    return app

@@ -1,0 +1,141 @@
+"""Real collaborators for tests: the simulators served over HTTP, and Celery workers run as
+separate processes against the test database and the real broker."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from werkzeug.serving import make_server
+
+from tests.processes import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SimulatorServer:
+    """Both simulators on one threaded werkzeug server on a free port."""
+
+    def __init__(self, var_dir: Path):
+        from simulators.wsgi import build_application
+
+        self.server = make_server("127.0.0.1", 0, build_application(str(var_dir)), threaded=True)
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def payment_url(self) -> str:
+        return f"{self.base_url}/sim/payments"
+
+    @property
+    def warehouse_url(self) -> str:
+        return f"{self.base_url}/sim/warehouse"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@dataclass
+class PaymentSim:
+    """Test-side handle on the payment simulator's control API."""
+
+    url: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def reset(self) -> None:
+        self.session.post(f"{self.url}/_control/reset", timeout=5).raise_for_status()
+
+    def configure(self, **config) -> None:
+        self.session.put(f"{self.url}/_control/config", json=config, timeout=5).raise_for_status()
+
+    def script(self, *outcomes: str) -> None:
+        self.session.post(
+            f"{self.url}/_control/script", json={"outcomes": list(outcomes)}, timeout=5
+        ).raise_for_status()
+
+    def stats(self, key: str | None = None) -> dict:
+        params = {"key": key} if key else {}
+        response = self.session.get(f"{self.url}/_control/stats", params=params, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def charge(self, key: str) -> dict | None:
+        response = self.session.get(f"{self.url}/charges/{key}", timeout=5)
+        return None if response.status_code == 404 else response.json()
+
+
+def test_database_url(settings_dict: dict) -> str:
+    user = settings_dict.get("USER") or "postgres"
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
+
+
+class WorkerProcess:
+    """`celery worker` as a child process, with the environment the test chose."""
+
+    def __init__(
+        self, env: dict[str, str], *, concurrency: int = 4, name: str = "test", log_path: Path
+    ):
+        self.name = f"{name}-{os.getpid()}@%h"
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "orderproj",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "--hostname",
+                self.name,
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            return b"ready." in self.log_path.read_bytes()
+
+        wait_for(ready, timeout=timeout, interval=0.2, message="the Celery worker to be ready")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def broker_idle(queue: str = "celery") -> bool:
+    """No message waiting in the Redis queue and none delivered but unacknowledged (with
+    acks_late a message stays in kombu's `unacked` hash until its task has finished)."""
+    from orderproj.celery import app
+
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        return client.llen(queue) == 0 and client.hlen("unacked") == 0
