@@ -80,6 +80,11 @@ def stock_confirm(*, quantities: Mapping[int, int]) -> None:
     _move(quantities, take_from="reserved", give_to="committed")
 
 
+def stock_release_committed(*, quantities: Mapping[int, int]) -> None:
+    """A confirmed order cancelled before shipping: `committed -= q`."""
+    _move(quantities, take_from="committed")
+
+
 def _move(quantities: Mapping[int, int], *, take_from: str, give_to: str | None = None) -> None:
     levels = _locked(quantities)
     for product_id, quantity in quantities.items():
