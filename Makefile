@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orderproj
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
 
-.PHONY: run test lint venv venv-dev migrate clean
+.PHONY: run test test-faults lint venv venv-dev migrate clean bench-sync bench bench-quick
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,11 +34,28 @@ test: venv-dev
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} \
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## test-faults: only the fault-injection scenarios (also part of `make test`)
+test-faults: venv-dev
+	FAULTS_RESTART_POSTGRES=1 $(MAKE) test PYTEST_ARGS="-m faults $(PYTEST_ARGS)"
+
 ## lint: ruff and the migrations check
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+
+## bench-sync: a full warehouse sync of 100,000 SKUs against PostgreSQL (target: <= 30 s)
+bench-sync: venv-dev
+	$(BIN)/python -m bench.warehouse_sync $(BENCH_ARGS)
+
+## bench: end-to-end order throughput and latency on PostgreSQL + Redis, with the machine's
+## reference limits (bench-results/latest.json, a PNG per scenario; see README "Benchmark")
+bench: venv-dev
+	$(BIN)/python -m bench.orders $(BENCH_ARGS)
+
+## bench-quick: the benchmark's invariants on a small run (CI); never judges speed
+bench-quick: venv-dev
+	$(BIN)/python -m bench.orders --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf var

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.live import PaymentSim, SimulatorServer, WorkerProcess, test_database_url
+from tests.live import PaymentSim, SimulatorServer, WarehouseSim, WorkerProcess, test_database_url
 
 # Retry timings for the workflow in tests: short, so retries happen within a test's time,
 # and the same in this process and in the worker processes the tests start.
@@ -89,6 +89,8 @@ def _workflow_settings(settings, simulator_server):
 
     for name, value in WORKFLOW_TEST_SETTINGS.items():
         setattr(settings, name, value)
+    # Test users need no real password hashing (0.2 s each with the production hasher).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PAYMENT_API_URL = simulator_server.payment_url
     settings.WAREHOUSE_API_URL = simulator_server.warehouse_url
     get_gateway.cache_clear()
@@ -102,6 +104,14 @@ def payment_sim(simulator_server) -> PaymentSim:
     sim = PaymentSim(simulator_server.payment_url)
     sim.reset()
     sim.configure(timeout_delay_ms=PAYMENT_SIM_TIMEOUT_DELAY_MS, seed=1234)
+    return sim
+
+
+@pytest.fixture
+def warehouse_sim(simulator_server) -> WarehouseSim:
+    """The warehouse simulator, reset: no SKUs, no errors, no drift."""
+    sim = WarehouseSim(simulator_server.warehouse_url)
+    sim.reset()
     return sim
 
 

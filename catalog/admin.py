@@ -1,8 +1,18 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.html import format_html
 
 from catalog.models import Category, Product
+
+
+class CategorySelector(FilteredSelectMultiple):
+    """The admin's two-box selector. Its script builds the boxes at the start of the select's
+    parent element; a model's many-to-many field gets a wrapper for that, this form field
+    needs its own, or the boxes land before the field's label."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        return format_html("<div>{}</div>", super().render(name, value, attrs, renderer))
 
 
 class ProductAdminForm(forms.ModelForm):
@@ -12,7 +22,7 @@ class ProductAdminForm(forms.ModelForm):
         label="Categories",
         queryset=Category.objects.all(),
         required=False,
-        widget=FilteredSelectMultiple("categories", is_stacked=False),
+        widget=CategorySelector("categories", is_stacked=False),
     )
 
     class Meta:

@@ -1,9 +1,11 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from catalog import selectors, services
 from catalog.filters import ProductFilter
 from catalog.models import Category, Product
 from orderproj.api.permissions import IsStaffOrReadOnly
+from orderproj.api.schema import error_response
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -37,6 +39,16 @@ class ProductSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={
+            204: None,
+            409: error_response(
+                "Orders reference the product (`product_in_use`): deactivate it instead."
+            ),
+        }
+    )
+)
 class ProductViewSet(viewsets.ModelViewSet):
     """Products: anyone reads, staff write. Filter by `category`, `is_active`, `search`."""
 

@@ -2,13 +2,14 @@
 catalog, not the other way round, so stock is added here)."""
 
 import django_filters
-from rest_framework import serializers
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.permissions import IsAdminUser
 
 from catalog.api import ProductSerializer, ProductViewSet
 from catalog.filters import ProductFilter
 from catalog.models import Product
 from inventory.models import StockLevel
-from inventory.selectors import product_list_with_stock
+from inventory.selectors import product_list_with_stock, stock_level_list
 
 
 class ProductWithStockSerializer(ProductSerializer):
@@ -45,3 +46,52 @@ class ProductWithStockViewSet(ProductViewSet):
 
     def get_queryset(self):
         return product_list_with_stock()
+
+
+class StockLevelSerializer(serializers.ModelSerializer):
+    product_id = serializers.IntegerField(read_only=True)
+    sku = serializers.CharField(source="product.sku", read_only=True)
+
+    class Meta:
+        model = StockLevel
+        fields = [
+            "product_id",
+            "sku",
+            "on_hand",
+            "version",
+            "reserved",
+            "committed",
+            "available",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class StockLevelFilter(django_filters.FilterSet):
+    sku = django_filters.CharFilter(field_name="product__sku", help_text="Exact SKU.")
+    in_stock = django_filters.BooleanFilter(
+        method="filter_in_stock", help_text="Only rows with available > 0 (false: <= 0)."
+    )
+
+    class Meta:
+        model = StockLevel
+        fields = ["sku", "in_stock"]
+
+    def filter_in_stock(self, queryset, name, value):
+        return queryset.filter(available__gt=0) if value else queryset.filter(available__lte=0)
+
+
+class StockLevelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Stock levels for operators (staff only): the warehouse's on_hand and version, and the
+    units our orders hold. Looked up by product id."""
+
+    serializer_class = StockLevelSerializer
+    permission_classes = [IsAdminUser]
+    filterset_class = StockLevelFilter
+    ordering_fields = ["product_id", "on_hand", "reserved", "committed", "available"]
+    ordering = ["product_id"]
+    lookup_field = "product_id"
+    lookup_url_kwarg = "product_id"
+
+    def get_queryset(self):
+        return stock_level_list()

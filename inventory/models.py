@@ -41,3 +41,60 @@ class StockLevel(models.Model):
 
     def __str__(self) -> str:
         return f"stock of product {self.product_id}"
+
+
+class SyncStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # another run held the lease
+
+
+class WarehouseSyncRun(models.Model):
+    """One run of the warehouse stock sync, whatever its outcome (shown in the admin)."""
+
+    trigger = models.CharField(max_length=16, help_text="beat, admin, command or manual")
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    rows_seen = models.PositiveIntegerField(default=0)
+    applied = models.PositiveIntegerField(default=0, help_text="SKUs whose newer level was set")
+    stale_skipped = models.PositiveIntegerField(
+        default=0, help_text="SKUs whose reported version was not newer than ours"
+    )
+    unknown_skus = models.PositiveIntegerField(default=0, help_text="SKUs not in our catalog")
+    oversold = models.PositiveIntegerField(
+        default=0,
+        help_text="SKUs left with available < 0: the warehouse has fewer units than orders hold",
+    )
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Samples: unknown and oversold SKUs."
+    )
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "-id"], name="sync_run_status_recent")]
+
+    def __str__(self) -> str:
+        return f"sync run {self.pk} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.finished_at:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Lease(models.Model):
+    """A named, expiring lock held in the database, for work that must never run twice at
+    once in the whole deployment (however many workers and beats there are). Expiry frees a
+    lease whose holder died."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"lease {self.name} ({self.holder or 'free'})"

@@ -13,3 +13,13 @@ def product_list_with_stock() -> QuerySet[Product]:
 
 def stock_level_list() -> QuerySet[StockLevel]:
     return StockLevel.objects.select_related("product")
+
+
+def stock_low(*, threshold: int) -> QuerySet[StockLevel]:
+    """Stock levels of active products with `available` at or below `threshold`, the
+    lowest first."""
+    return (
+        StockLevel.objects.filter(available__lte=threshold, product__is_active=True)
+        .select_related("product")
+        .order_by("available", "product_id")
+    )

@@ -2,15 +2,17 @@
 and locks the stock rows through `lock_objects`, so they compose with the order transition
 that belongs to them. None of them may make `available` negative."""
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog.models import Product
 from inventory.lock_objects import stock_levels_for_update
 from inventory.models import StockLevel
+from inventory.warehouse import SkuLevel
 from orderproj.errors import Conflict, DomainError
 
 
@@ -44,6 +46,15 @@ class StockInvariantViolation(DomainError):
     status_code = 500
 
 
+def _save(rows: Iterable[StockLevel], fields: list[str]) -> None:
+    """One UPDATE for all locked rows (bulk_update does not run auto_now itself)."""
+    rows = list(rows)
+    now = timezone.now()
+    for row in rows:
+        row.updated_at = now
+    StockLevel.objects.bulk_update(rows, [*fields, "updated_at"])
+
+
 def _locked(quantities: Mapping[int, int]) -> dict[int, StockLevel]:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock transitions must run inside a transaction")
@@ -67,7 +78,7 @@ def stock_reserve(*, quantities: Mapping[int, int]) -> None:
         raise InsufficientStock(shortages)
     for product_id, quantity in quantities.items():
         levels[product_id].reserved += quantity
-    StockLevel.objects.bulk_update(levels.values(), ["reserved", "updated_at"])
+    _save(levels.values(), ["reserved"])
 
 
 def stock_release(*, quantities: Mapping[int, int]) -> None:
@@ -97,9 +108,7 @@ def _move(quantities: Mapping[int, int], *, take_from: str, give_to: str | None 
         setattr(level, take_from, held - quantity)
         if give_to:
             setattr(level, give_to, getattr(level, give_to) + quantity)
-    StockLevel.objects.bulk_update(
-        levels.values(), [take_from, *([give_to] if give_to else []), "updated_at"]
-    )
+    _save(levels.values(), [take_from, *([give_to] if give_to else [])])
 
 
 def stock_set_from_warehouse(*, product_id: int, on_hand: int, version: int) -> bool:
@@ -114,3 +123,92 @@ def stock_set_from_warehouse(*, product_id: int, on_hand: int, version: int) -> 
         product_id=product_id, defaults={"on_hand": on_hand, "version": version}
     )
     return created
+
+
+def stock_ship(*, quantities: Mapping[int, int], levels: Mapping[int, SkuLevel]) -> None:
+    """The warehouse shipped an order: `committed -= q`, and each product's `on_hand` and
+    `version` from the shipment's answer by compare-and-set (a newer snapshot may already
+    have applied them). Runs in the caller's transaction, which must make it happen once."""
+    locked = _locked(quantities)
+    for product_id, quantity in quantities.items():
+        row = locked.get(product_id)
+        if row is None or row.committed < quantity:
+            raise StockInvariantViolation(
+                f"product {product_id}: committed is {row.committed if row else 0}, "
+                f"cannot ship {quantity}"
+            )
+        row.committed -= quantity
+        level = levels.get(product_id)
+        if level is not None and level.version > row.version:
+            row.on_hand, row.version = level.on_hand, level.version
+    _save(locked.values(), ["committed", "on_hand", "version"])
+
+
+@dataclass
+class BatchResult:
+    applied: int = 0
+    stale_skipped: int = 0
+    created: int = 0
+    unknown_skus: list[str] = field(default_factory=list)
+    oversold: list[tuple[str, int]] = field(default_factory=list)  # (sku, available)
+
+
+# One statement applies a whole batch by compare-and-set: only rows whose stored version is
+# older than the reported one change. Works on PostgreSQL and SQLite (UPDATE ... FROM).
+_APPLY_SQL = """
+WITH incoming(sku, on_hand, version) AS (VALUES {rows})
+UPDATE inventory_stocklevel AS s
+SET on_hand = incoming.on_hand, version = incoming.version, updated_at = %s
+FROM incoming JOIN catalog_product AS p ON p.sku = incoming.sku
+WHERE s.product_id = p.id AND s.version < incoming.version
+RETURNING s.product_id, s.on_hand - s.reserved - s.committed
+"""
+
+
+@transaction.atomic
+def stock_apply_warehouse_levels(*, levels: Iterable[SkuLevel]) -> BatchResult:
+    """Apply a batch of the warehouse's snapshot in one transaction, set-based: a few
+    statements per batch, however large. Per SKU by compare-and-set on `version`, so a stale
+    snapshot never overwrites newer data. Safe to repeat (a repeat is all stale)."""
+    by_sku = {level.sku: level for level in levels}
+    result = BatchResult()
+    if not by_sku:
+        return result
+    product_ids = dict(Product.objects.filter(sku__in=by_sku).values_list("sku", "id"))
+    result.unknown_skus = sorted(set(by_sku) - set(product_ids))
+    known = [by_sku[sku] for sku in product_ids]
+    if not known:
+        return result
+
+    # Lock first, in the one global order (ascending product id): the UPDATE alone would lock
+    # rows in join order and could deadlock with an order's reservation.
+    list(stock_levels_for_update(product_ids.values()).values_list("pk", flat=True))
+    rows = ", ".join(["(%s, CAST(%s AS integer), CAST(%s AS bigint))"] * len(known))
+    params = [value for lvl in known for value in (lvl.sku, lvl.on_hand, lvl.version)]
+    with connection.cursor() as cursor:
+        cursor.execute(_APPLY_SQL.format(rows=rows), [*params, timezone.now()])
+        changed = dict(cursor.fetchall())
+    result.applied = len(changed)
+    sku_of = {pid: sku for sku, pid in product_ids.items()}
+    result.oversold = sorted((sku_of[pid], avail) for pid, avail in changed.items() if avail < 0)
+
+    untouched = [pid for pid in product_ids.values() if pid not in changed]
+    if untouched:
+        existing = set(
+            StockLevel.objects.filter(product_id__in=untouched).values_list("product_id", flat=True)
+        )
+        missing = [pid for pid in untouched if pid not in existing]
+        result.stale_skipped = len(untouched) - len(missing)
+        StockLevel.objects.bulk_create(
+            [
+                StockLevel(
+                    product_id=pid,
+                    on_hand=by_sku[sku_of[pid]].on_hand,
+                    version=by_sku[sku_of[pid]].version,
+                )
+                for pid in missing
+            ],
+            ignore_conflicts=True,
+        )
+        result.created = len(missing)
+    return result

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from orderproj.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 if (BASE_DIR / ".env").is_file():
@@ -22,9 +24,9 @@ EMBEDDED = not env.str("DATABASE_URL", default="") and not env.str("CELERY_BROKE
 
 # --- Security -----------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
-# The embedded demo may run without a secret; a real deployment must provide one.
+# Only the embedded demo may run without a secret; any other deployment must provide one.
 SECRET_KEY = env.str("SECRET_KEY", default="") or (
-    "embedded-demo-insecure-key-do-not-use-in-production" if EMBEDDED or DEBUG else ""
+    "embedded-demo-insecure-key-do-not-use-in-production" if EMBEDDED else ""
 )
 if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
@@ -34,12 +36,19 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
-CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-)
+# Served over TLS (terminated by a proxy that sets X-Forwarded-Proto): cookies only over
+# HTTPS, HSTS, and plain HTTP redirected, each still overridable on its own. The health
+# check stays reachable over plain HTTP for load balancers.
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=BEHIND_TLS_PROXY)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if BEHIND_TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_HTTPONLY = True
 
 # --- Applications -------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -53,6 +62,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "django_celery_beat",
     "catalog",
     "inventory",
@@ -146,16 +156,55 @@ REST_FRAMEWORK = {
         "rest_framework.filters.OrderingFilter",
     ],
     "EXCEPTION_HANDLER": "orderproj.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "orderproj.api.schema.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
-    "DEFAULT_THROTTLE_RATES": {"order_create": env.str("ORDER_CREATE_THROTTLE_RATE", default="")},
 }
+# Per user, on order creation only, e.g. "20/min"; empty turns it off. Read at request time.
+ORDER_CREATE_THROTTLE_RATE = env.str("ORDER_CREATE_THROTTLE_RATE", default="")
+# Idempotency-Key on order creation: a key is kept this long, then purged by celery-beat; a
+# claim still in flight after IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS is abandoned and retaken.
+IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", default=300)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order processing API",
     "DESCRIPTION": "Orders taken over REST and processed asynchronously.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Tags and operation ids from the path after /api/ (the spec's /orders/create too).
+    "SCHEMA_PATH_PREFIX": r"/(api/)?",
+    # Request and response bodies as separate components: read-only fields are not inputs.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.models.OrderStatus",
+        "FailureReasonEnum": "orders.models.FailureReason",
+    },
+    # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orderproj.api.schema.describe_api",
+    ],
 }
+
+# --- Cache (throttle counters) --------------------------------------------------------------
+# Shared by every web process: CACHE_URL, else the Redis of the broker, else process-local.
+# The keys carry a prefix because with the default they live in the broker's Redis database
+# (so never call cache.clear() there: it would empty the broker's queues too).
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache("CACHE_URL")}
+elif env.str("CELERY_BROKER_URL", default="").startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.str("CELERY_BROKER_URL"),
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES["default"].setdefault("KEY_PREFIX", "orderproj-cache")
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
@@ -169,6 +218,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The transport polls its folders; the default (1 s) delays every task, and the
+        # health check's worker ping, by up to a second per hop.
+        "polling_interval": env.float("CELERY_FILESYSTEM_POLLING_INTERVAL", default=0.1),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -183,6 +235,10 @@ else:
         "health_check_interval": 25,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=3.0)
+# Publishing from web requests and after commits (orders/dispatch.py): each broker command
+# gives up after this long, with one retry, so a down or hung broker delays an answer by a
+# few seconds at most; the order is already saved and the reconciler publishes it later.
+CELERY_PUBLISH_TIMEOUT = env.float("CELERY_PUBLISH_TIMEOUT", default=1.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -203,7 +259,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, recording a heartbeat every tick for /api/health/.
+CELERY_BEAT_SCHEDULER = "orderproj.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # --- External services --------------------------------------------------------------------
@@ -212,6 +269,8 @@ _local_base = f"http://127.0.0.1:{env.int('PORT', default=8000)}"
 PAYMENT_API_URL = env.str("PAYMENT_API_URL", default=f"{_local_base}/sim/payments")
 WAREHOUSE_API_URL = env.str("WAREHOUSE_API_URL", default=f"{_local_base}/sim/warehouse")
 SERVE_SIMULATORS = env.bool("SERVE_SIMULATORS", default=True)
+WAREHOUSE_CONNECT_TIMEOUT = env.float("WAREHOUSE_CONNECT_TIMEOUT", default=2.0)
+WAREHOUSE_READ_TIMEOUT = env.float("WAREHOUSE_READ_TIMEOUT", default=10.0)
 PAYMENT_CONNECT_TIMEOUT = env.float("PAYMENT_CONNECT_TIMEOUT", default=2.0)
 PAYMENT_READ_TIMEOUT = env.float("PAYMENT_READ_TIMEOUT", default=5.0)
 
@@ -231,17 +290,48 @@ ORDER_PAYMENT_RETRY_MAX_DELAY = env.float("ORDER_PAYMENT_RETRY_MAX_DELAY", defau
 # jitter below 1 keeps every delay longer than the one before.
 ORDER_RETRY_JITTER = env.float("ORDER_RETRY_JITTER", default=0.25)
 
+# --- Warehouse sync and fulfilment ---------------------------------------------------------
+# The beat schedule is created with this interval on a fresh install; after that it is edited
+# in the admin (Periodic tasks), which wins over this setting.
+WAREHOUSE_SYNC_INTERVAL_SECONDS = env.int("WAREHOUSE_SYNC_INTERVAL_SECONDS", default=60)
+WAREHOUSE_SYNC_PAGE_SIZE = env.int("WAREHOUSE_SYNC_PAGE_SIZE", default=5000)
+# A page the warehouse fails to serve is retried this many times, with backoff, before the
+# run is recorded failed.
+WAREHOUSE_SYNC_PAGE_RETRIES = env.int("WAREHOUSE_SYNC_PAGE_RETRIES", default=3)
+WAREHOUSE_SYNC_RETRY_BASE_SECONDS = env.float("WAREHOUSE_SYNC_RETRY_BASE_SECONDS", default=0.5)
+# Single flight: a run holds a lease, renewed every page; a dead run's lease expires.
+WAREHOUSE_SYNC_LEASE_SECONDS = env.int("WAREHOUSE_SYNC_LEASE_SECONDS", default=300)
+ORDER_SHIP_RETRY_MAX = env.int("ORDER_SHIP_RETRY_MAX", default=8)
+ORDER_SHIP_RETRY_BASE_SECONDS = env.float("ORDER_SHIP_RETRY_BASE_SECONDS", default=2.0)
+ORDER_SHIP_RETRY_MAX_DELAY = env.float("ORDER_SHIP_RETRY_MAX_DELAY", default=120.0)
+
+# --- Reconciler (celery-beat) ---------------------------------------------------------------
+RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=30)
+# An order in a non-final state with no logged activity for this long is treated as stuck (a
+# lost publish, a dead worker) and its work re-published. It must exceed the longest retry
+# delay above (120 s x (1 + jitter)), or orders merely waiting would be re-published.
+ORDER_STUCK_AFTER_SECONDS = env.int("ORDER_STUCK_AFTER_SECONDS", default=300)
+# A reservation held longer than this is released (failed/reservation_expired), but only
+# once the charge is known not captured.
+ORDER_RESERVATION_TTL_SECONDS = env.int("ORDER_RESERVATION_TTL_SECONDS", default=900)
+# How long after an order failed or was cancelled its payment is re-checked for a capture
+# that arrived late (which is then refunded).
+ORDER_LATE_CAPTURE_WINDOW_SECONDS = env.int("ORDER_LATE_CAPTURE_WINDOW_SECONDS", default=3600)
+RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
+
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-    },
-}
+# json: one JSON object per line (web, workers and beat alike; lines about an order carry
+# `order_id`); plain: readable lines, what `make run` uses. See orderproj/logs.py.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- Operations: health, metrics, admin dashboard -----------------------------------------
+# /api/health/ waits this long for a worker to answer a ping, and wants beat's last tick
+# (beat ticks at least every 5 s) to be younger than BEAT_HEARTBEAT_MAX_AGE_SECONDS.
+HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=1.0)
+BEAT_HEARTBEAT_MAX_AGE_SECONDS = env.int("BEAT_HEARTBEAT_MAX_AGE_SECONDS", default=60)
+# /metrics answers only requests with `Authorization: Bearer <token>` when this is set.
+METRICS_BEARER_TOKEN = env.str("METRICS_BEARER_TOKEN", default="")
+# Products with `available` at or below this are listed on the admin's index page.
+LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)

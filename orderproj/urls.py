@@ -1,23 +1,25 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from catalog.api import CategoryViewSet
-from inventory.api import ProductWithStockViewSet
-from orderproj.api.views import HealthView
+from inventory.api import ProductWithStockViewSet, StockLevelViewSet
+from orderproj.api.views import HealthView, TokenView
+from orderproj.metrics import metrics_view
 from orders.api import OrderViewSet
 
 router = DefaultRouter()
 router.register("products", ProductWithStockViewSet, basename="product")
 router.register("categories", CategoryViewSet, basename="category")
 router.register("orders", OrderViewSet, basename="order")
+router.register("stock", StockLevelViewSet, basename="stock")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", HealthView.as_view(), name="health"),
-    path("api/auth/token/", obtain_auth_token, name="auth-token"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus
+    path("api/auth/token/", TokenView.as_view(), name="auth-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
@@ -25,5 +27,7 @@ urlpatterns = [
     path("orders/create", OrderViewSet.as_view({"post": "create"}), name="order-create-legacy"),
 ]
 
+handler400 = "orderproj.api.errors.bad_request_view"
+handler403 = "orderproj.api.errors.permission_denied_view"
 handler404 = "orderproj.api.errors.not_found_view"
 handler500 = "orderproj.api.errors.server_error_view"

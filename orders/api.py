@@ -1,11 +1,19 @@
+import re
+
 from django.conf import settings
+from django.http import HttpResponse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from orders import selectors, services
+from orderproj.api.filters import UtcIsoDateTimeFilter
+from orderproj.api.schema import error_response
+from orderproj.api.throttling import OrderCreateThrottle
+from orders import idempotency, interventions, selectors, services
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 
 
@@ -70,6 +78,12 @@ class PaymentSummarySerializer(serializers.Serializer):
 
 
 class OrderSerializer(serializers.ModelSerializer):
+    failure_reason = serializers.ChoiceField(
+        choices=FailureReason.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Why a failed order failed; empty otherwise.",
+    )
     items = OrderLineSerializer(source="lines", many=True, read_only=True)
     payment = PaymentSummarySerializer(read_only=True)
     customer = serializers.CharField(source="customer.username", read_only=True)
@@ -102,12 +116,66 @@ class OrderLogSerializer(serializers.ModelSerializer):
 class OrderFilter(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=OrderStatus.choices)
     failure_reason = filters.MultipleChoiceFilter(choices=FailureReason.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order
         fields = ["status", "failure_reason", "created_after", "created_before"]
+
+
+KEY_PATTERN = re.compile(rf"[!-~]{{1,{idempotency.KEY_MAX_LENGTH}}}")
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    pattern=f"^{KEY_PATTERN.pattern}$",
+    description="Any unique value per order you mean to place (a UUID, say), printable ASCII, "
+    "at most 255 characters; kept 24 hours per user. Retrying with it is safe: the same body "
+    "replays the first accepted answer, another body is refused with 422, and a retry while "
+    "the first request is still being processed gets 409.",
+)
+LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    response=[202],
+    description="The order's URL, to poll.",
+)
+REPLAYED = OpenApiParameter(
+    "Idempotent-Replayed",
+    OpenApiTypes.STR,
+    location=OpenApiParameter.HEADER,
+    enum=["true"],
+    response=[202],
+    description="Present on an answer replayed for a repeated Idempotency-Key.",
+)
+
+
+def idempotency_key_of(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not KEY_PATTERN.fullmatch(key):
+        raise serializers.ValidationError(
+            {
+                "Idempotency-Key": [
+                    "Must be 1 to 255 printable ASCII characters without spaces, e.g. a UUID."
+                ]
+            }
+        )
+    return key
+
+
+def to_response(answer: idempotency.Answer, *, replayed: bool = False) -> HttpResponse:
+    """The answer byte for byte as stored, so a replay is identical to the first answer."""
+    response = HttpResponse(
+        answer.body, status=answer.status, content_type="application/json", headers=answer.headers
+    )
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 class OrderViewSet(
@@ -118,6 +186,7 @@ class OrderViewSet(
 ):
     """Orders of the caller (staff: all). Others' orders answer 404."""
 
+    queryset = Order.objects.none()  # for the schema generator; requests use get_queryset
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
     ordering_fields = ["id", "created_at", "updated_at", "total"]
@@ -126,23 +195,76 @@ class OrderViewSet(
     def get_queryset(self):
         return selectors.order_list(user=self.request.user)
 
+    def get_throttles(self):
+        return [OrderCreateThrottle()] if self.action == "create" else super().get_throttles()
+
     @extend_schema(
         request=OrderCreateSerializer,
-        responses={202: OrderSerializer, 400: OpenApiResponse(description="Invalid input.")},
+        parameters=[IDEMPOTENCY_KEY, LOCATION, REPLAYED],
+        responses={
+            202: OrderSerializer,
+            409: error_response(
+                "A request with this Idempotency-Key is still being processed "
+                "(`idempotency_key_in_use`)."
+            ),
+            422: error_response(
+                "This Idempotency-Key was used with a different body (`idempotency_key_reused`)."
+            ),
+            429: error_response(
+                "Too many orders (`throttled`); `details.retry_after_seconds` and the "
+                "`Retry-After` header say when to try again."
+            ),
+        },
     )
     def create(self, request, *args, **kwargs):
         """Accept an order; it is processed asynchronously. Answers 202 with the order and a
-        Location header to poll."""
+        Location header to poll. With an `Idempotency-Key`, a retry gets the first answer."""
+        key = idempotency_key_of(request)
+        if key is None:
+            answer, _ = self._accept(request)
+            return to_response(answer)
+        fingerprint = idempotency.request_fingerprint(
+            method="POST", operation="orders.create", body=request.data
+        )
+        claimed = idempotency.idempotency_claim(user=request.user, key=key, fingerprint=fingerprint)
+        if isinstance(claimed, idempotency.Answer):
+            return to_response(claimed, replayed=True)
+        answer = idempotency.idempotent_run(claim=claimed, work=lambda: self._accept(request))
+        return to_response(answer)
+
+    def _accept(self, request) -> tuple[idempotency.Answer, Order]:
         incoming = OrderCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         order = services.order_create(customer=request.user, items=incoming.validated_data["items"])
         order = self.get_queryset().get(pk=order.pk)
+        body = JSONRenderer().render(OrderSerializer(order).data).decode()
         location = request.build_absolute_uri(f"/api/orders/{order.pk}/")
-        return Response(
-            OrderSerializer(order).data,
-            status=status.HTTP_202_ACCEPTED,
-            headers={"Location": location},
+        return idempotency.Answer(status.HTTP_202_ACCEPTED, body, {"Location": location}), order
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        request=None,
+        responses={
+            200: OrderSerializer,
+            409: error_response(
+                "Shipped or failed orders cannot be cancelled (`order_not_cancellable`)."
+            ),
+            502: error_response("The payment service refused the refund (`refund_refused`)."),
+            503: error_response(
+                "The payment service did not answer the refund; the order is unchanged "
+                "(`payment_service_unavailable`). Safe to retry."
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def cancel(self, request, pk=None):
+        """Cancel an order: pending or reserved -> stock released; confirmed -> payment
+        refunded, then stock released. Answers the cancelled order; cancelling again is a
+        no-op. A fulfilled (shipped) or failed order answers 409."""
+        order = interventions.order_cancel(
+            order=self.get_object(), by=request.user.get_username(), via="api"
         )
+        return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data)
 
     @extend_schema(responses=OrderLogSerializer(many=True))
     @action(

@@ -1,24 +1,78 @@
-"""Publishing order work to Celery, by task name so services need not import tasks."""
+"""Publishing work to Celery by task name (services need not import tasks).
+
+Publishing happens inside web requests and right after commits, so it must be bounded in
+time even when the broker is down or hung (accepting TCP connections but not answering):
+it goes through its own Celery app whose broker connections have short socket timeouts and
+at most one retry (the workers keep their longer timeouts, which their blocking reads need).
+A failure is logged, never raised: the order is already committed, and the reconciler
+re-publishes work that makes no progress.
+"""
 
 import logging
+from functools import lru_cache
+from typing import Any
 
-from orderproj.celery import app
+from celery import Celery
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 PROCESS_ORDER = "orders.process_order"
+FULFIL_ORDER = "orders.fulfil_order"
+PURGE_IDEMPOTENCY_KEYS = "orders.purge_idempotency_keys"
+RECONCILE = "orders.reconcile"
 
 
-def enqueue_order_processing(order_id: int) -> bool:
-    """Publish processing of an order. A broker failure is logged, not raised: the order is
-    already committed as pending, and the caller's answer must not depend on the broker."""
+@lru_cache(maxsize=1)
+def publisher() -> Celery:
+    app = Celery("orderproj-publisher", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    timeout = settings.CELERY_PUBLISH_TIMEOUT
+    if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport_options = {
+            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        }
+    app.conf.broker_connection_timeout = timeout
+    app.conf.task_publish_retry_policy = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.1,
+        "interval_max": 0.1,
+    }
+    return app
+
+
+def publish(
+    task: str, *, args: list[Any], kwargs: dict[str, Any] | None = None, order_id: int | None = None
+) -> bool:
+    """Publish one task; False (logged) when the broker did not take it in time."""
     try:
-        app.send_task(PROCESS_ORDER, args=[order_id])
-    except Exception:
-        logger.exception(
-            "order %s persisted but not enqueued (broker unreachable)",
-            order_id,
-            extra={"order_id": order_id},
+        publisher().send_task(task, args=args, kwargs=kwargs)
+    except Exception as exc:
+        logger.warning(
+            "could not publish %s (%s: %s); the reconciler will retry",
+            task,
+            type(exc).__name__,
+            exc,
+            extra={"order_id": order_id, "task": task},
         )
         return False
     return True
+
+
+def enqueue_order_processing(order_id: int, *, attempts_before: int = 0) -> bool:
+    """Publish processing of an order; `attempts_before` carries earlier stock retries over
+    to a re-published task, so the retry budget stays bounded."""
+    return publish(
+        PROCESS_ORDER,
+        args=[order_id],
+        kwargs={"attempts_before": attempts_before} if attempts_before else None,
+        order_id=order_id,
+    )
+
+
+def enqueue_order_fulfilment(order_id: int) -> bool:
+    """Publish the push of a confirmed order to the warehouse."""
+    return publish(FULFIL_ORDER, args=[order_id], order_id=order_id)

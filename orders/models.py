@@ -57,6 +57,7 @@ class Order(models.Model):
             models.Index(fields=["customer", "-id"], name="order_customer_recent"),
             models.Index(fields=["status", "updated_at"], name="order_status_updated"),
         ]
+        permissions = [("cancel_order", "Can cancel orders (refunding a captured payment)")]
 
     def __str__(self) -> str:
         return f"order {self.pk} ({self.status})"
@@ -103,3 +104,48 @@ class OrderLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class IdempotencyKeyState(models.TextChoices):
+    IN_FLIGHT = "in_flight", "in flight"
+    COMPLETED = "completed"
+
+
+class IdempotencyKey(models.Model):
+    """One `Idempotency-Key` a user sent with an order creation (per user, kept
+    IDEMPOTENCY_KEY_TTL_HOURS): claimed while the request runs, then holding the answer to
+    replay. `claim_token` identifies the request holding the claim, so a request whose
+    abandoned claim was retaken cannot complete it any more."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the operation and its canonical JSON body."
+    )
+    state = models.CharField(
+        max_length=16, choices=IdempotencyKeyState.choices, default=IdempotencyKeyState.IN_FLIGHT
+    )
+    claim_token = models.UUIDField(default=uuid.uuid4)
+    claimed_at = models.DateTimeField()
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The rendered JSON, byte for byte as first sent (a JSON column would reorder its keys).
+    response_body = models.TextField(blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    order = models.ForeignKey(
+        Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user"),
+            models.CheckConstraint(
+                condition=Q(state=IdempotencyKeyState.IN_FLIGHT) | Q(response_status__isnull=False),
+                name="idempotency_key_completed_has_response",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of user {self.user_id} ({self.state})"

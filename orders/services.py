@@ -18,12 +18,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Product
-from inventory.services import stock_confirm, stock_release, stock_reserve
+from inventory.services import (
+    stock_confirm,
+    stock_release,
+    stock_reserve,
+    stock_set_from_warehouse,
+    stock_ship,
+)
+from inventory.warehouse import Shipment
 from orderproj.errors import Conflict, DomainError
-from orders.dispatch import enqueue_order_processing
+from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 from payments.models import Payment
-from payments.services import payment_create
+from payments.services import (
+    payment_create,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,10 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.FAILED: set(),
     S.CANCELLED: set(),
 }
+# The one way out of an end state, for operators only: order_retry re-opens a failed order.
+# Only _transition(reopen=True) allows it, and only order_retry passes that, so the workflow
+# can never re-open an order by itself.
+REOPEN_TRANSITIONS: dict[str, set[str]] = {S.FAILED: {S.PENDING}}
 
 
 class IllegalTransition(Conflict):
@@ -117,14 +130,17 @@ def _transition(
     message: str = "",
     data: dict[str, Any] | None = None,
     failure_reason: str = "",
+    reopen: bool = False,
 ) -> str | None:
     """Move `order` to `to` inside the caller's transaction and log it; returns the status
     it moved from, or None, changing nothing, when the order is already in `to` (a repeated
     step). Raises IllegalTransition when `to` is not allowed from the current status.
+    `reopen` allows REOPEN_TRANSITIONS instead (order_retry only).
     """
     if order.status == to:
         return None
-    if to not in ALLOWED_TRANSITIONS[order.status]:
+    allowed = REOPEN_TRANSITIONS if reopen else ALLOWED_TRANSITIONS
+    if to not in allowed.get(order.status, set()):
         raise IllegalTransition(order, to)
     from_status = order.status
     now = timezone.now()
@@ -135,7 +151,13 @@ def _transition(
         # Someone else moved it since we read it: judge the transition from where it is now.
         order.status = Order.objects.values_list("status", flat=True).get(pk=order.pk)
         return _transition(
-            order, to=to, event=event, message=message, data=data, failure_reason=failure_reason
+            order,
+            to=to,
+            event=event,
+            message=message,
+            data=data,
+            failure_reason=failure_reason,
+            reopen=reopen,
         )
     order.status, order.failure_reason, order.updated_at = to, failure_reason, now
     order_log(
@@ -210,16 +232,25 @@ def order_reserve(*, order: Order) -> bool:
 @_transition_service
 def order_confirm(*, order: Order, payment: Payment) -> bool:
     """reserved -> confirmed after the charge was captured: reserved units become committed.
-    Returns False if it was already confirmed. Safe to run twice."""
-    if not _transition(
-        order,
-        to=S.CONFIRMED,
-        event="confirmed",
-        message="Payment captured.",
-        data={"payment_reference": payment.provider_reference, "attempt": payment.attempts},
-    ):
+    Returns False if it was already confirmed, or, with `order.status` telling which, if it
+    was cancelled or failed while the charge was on its way (the caller refunds the capture).
+    Safe to run twice."""
+    try:
+        moved = _transition(
+            order,
+            to=S.CONFIRMED,
+            event="confirmed",
+            message="Payment captured.",
+            data={"payment_reference": payment.provider_reference, "attempt": payment.attempts},
+        )
+    except IllegalTransition:
+        if order.status in (S.CANCELLED, S.FAILED):
+            return False
+        raise
+    if not moved:
         return False
     stock_confirm(quantities=_quantities(order))
+    transaction.on_commit(lambda: enqueue_order_fulfilment(order.pk))
     return True
 
 
@@ -228,12 +259,66 @@ def order_fail(
     *, order: Order, reason: FailureReason, message: str, data: dict[str, Any] | None = None
 ) -> bool:
     """-> failed/<reason>; stock held by a reserved order is released in the same
-    transaction. Returns False if it had already failed. Safe to run twice."""
-    moved_from = _transition(
-        order, to=S.FAILED, event=reason.value, message=message, data=data, failure_reason=reason
-    )
+    transaction. Returns False if it had already failed, or had been cancelled meanwhile (it
+    stays cancelled). Safe to run twice."""
+    try:
+        moved_from = _transition(
+            order,
+            to=S.FAILED,
+            event=reason.value,
+            message=message,
+            data=data,
+            failure_reason=reason,
+        )
+    except IllegalTransition:
+        if order.status == S.CANCELLED:
+            return False
+        raise
     if moved_from is None:
         return False
     if moved_from == S.RESERVED:
         stock_release(quantities=_quantities(order))
+    return True
+
+
+@_transition_service
+def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
+    """confirmed -> fulfilled with the warehouse's shipment answer: the committed units leave
+    exactly once (this transition guards it) and on_hand/version follow the answer by
+    compare-and-set. Returns False if it was already fulfilled. Safe to run twice.
+
+    An order cancelled while its shipment was on the way (the guarded UPDATE finds it so)
+    stays cancelled: its units were already released, so only the warehouse's new levels are
+    recorded, and the event logged.
+    """
+    lines = list(order.lines.values_list("product_id", "product__sku", "quantity"))
+    product_of = {sku: product_id for product_id, sku, _ in lines}
+    levels = {product_of[lvl.sku]: lvl for lvl in shipment.levels if lvl.sku in product_of}
+    try:
+        moved = _transition(
+            order,
+            to=S.FULFILLED,
+            event="fulfilled",
+            message="The warehouse acknowledged the shipment.",
+            data={"shipment_id": shipment.shipment_id},
+        )
+    except IllegalTransition:
+        if order.status != S.CANCELLED:
+            raise
+        for product_id, level in levels.items():
+            stock_set_from_warehouse(
+                product_id=product_id, on_hand=level.on_hand, version=level.version
+            )
+        order_log(
+            order=order,
+            event="shipped_after_cancel",
+            from_status=order.status,
+            to_status=order.status,
+            message="The warehouse shipped this order after it was cancelled.",
+            data={"shipment_id": shipment.shipment_id},
+        )
+        return False
+    if not moved:
+        return False
+    stock_ship(quantities={pid: quantity for pid, _, quantity in lines}, levels=levels)
     return True

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from inventory.services import InsufficientStock
+from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_warehouse
 from orders.models import FailureReason, Order, OrderStatus
-from orders.services import order_confirm, order_fail, order_log, order_reserve
+from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
 from payments.models import PaymentStatus
 from payments.services import PaymentInDoubt, payment_charge, payment_lookup, payment_refund
 
@@ -162,6 +163,16 @@ def _pay(order: Order) -> Step:
 def _refund_if_captured(order: Order) -> None:
     """A failed or cancelled order must not keep a captured charge."""
     payment = order.payment
+    if payment.status == PaymentStatus.IN_DOUBT:
+        # E.g. cancelled while the worker's charge timed out: a capture may exist whose
+        # answer was lost, and only the provider knows.
+        try:
+            payment = payment_lookup(payment=payment)
+        except PaymentInDoubt as exc:
+            logger.warning(
+                "order %s: payment still in doubt: %s", order.pk, exc, extra={"order_id": order.pk}
+            )
+            return
     if payment.status != PaymentStatus.CAPTURED:
         return
     try:
@@ -182,3 +193,52 @@ def _refund_if_captured(order: Order) -> None:
         message="Captured charge refunded.",
         data={"payment_reference": payment.provider_reference},
     )
+
+
+def order_ship(*, order_id: int, attempt: int = 0) -> Step:
+    """Push a confirmed order to the warehouse (idempotent there by order uid) and record the
+    shipment. Retried with backoff while the warehouse gives no answer; a refusal (unknown SKU,
+    not enough stock there) is logged and left for an operator. Safe to run twice."""
+    order = Order.objects.get(pk=order_id)
+    if order.status != OrderStatus.CONFIRMED:
+        return DONE
+    lines = list(order.lines.values_list("product__sku", "quantity"))
+    try:
+        shipment = get_warehouse().ship(order_id=str(order.uid), lines=lines)
+    except WarehouseUnavailable as exc:
+        if attempt >= settings.ORDER_SHIP_RETRY_MAX:
+            order_log(
+                order=order,
+                event="shipment_unanswered",
+                from_status=order.status,
+                to_status=order.status,
+                message="The warehouse did not answer after every retry.",
+                data={"attempt": attempt + 1, "error": str(exc)},
+            )
+            return DONE
+        delay = backoff_delay(
+            attempt,
+            base=settings.ORDER_SHIP_RETRY_BASE_SECONDS,
+            cap=settings.ORDER_SHIP_RETRY_MAX_DELAY,
+        )
+        order_log(
+            order=order,
+            event="shipment_retry",
+            from_status=order.status,
+            to_status=order.status,
+            message=f"No answer from the warehouse; retry in {delay:.2f}s.",
+            data={"attempt": attempt + 1, "error": str(exc), "retry_in_seconds": round(delay, 3)},
+        )
+        return Step(done=False, retry_in=delay)
+    except WarehouseRejected as exc:
+        order_log(
+            order=order,
+            event="shipment_refused",
+            from_status=order.status,
+            to_status=order.status,
+            message=f"The warehouse refused the shipment: {exc}",
+            data={"code": exc.code, "details": exc.details},
+        )
+        return DONE
+    order_fulfil(order=order, shipment=shipment)
+    return DONE

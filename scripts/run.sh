@@ -11,9 +11,13 @@ export PAYMENT_API_URL="${PAYMENT_API_URL:-http://127.0.0.1:${PORT}/sim/payments
 export WAREHOUSE_API_URL="${WAREHOUSE_API_URL:-http://127.0.0.1:${PORT}/sim/warehouse}"
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
 export WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-4}"
+# Readable log lines for people (honcho prefixes each with its process); JSON elsewhere.
+export LOG_FORMAT="${LOG_FORMAT:-plain}"
 
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
-.venv/bin/python manage.py seed_demo --port "$PORT"
+# The demo's stock, also handed to the simulated warehouse (it adds only SKUs it lacks).
+export WAREHOUSE_SIM_INITIAL_STOCK="${WAREHOUSE_SIM_INITIAL_STOCK:-${VAR_DIR:-var}/demo-warehouse-stock.json}"
+.venv/bin/python manage.py seed_demo --port "$PORT" --warehouse-stock-file "$WAREHOUSE_SIM_INITIAL_STOCK"
 
 exec .venv/bin/honcho --no-colour -f Procfile start --port "$PORT"

@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request
 
 from simulators.storage import (
+    connect,
     init_database,
     install_request_connection,
     read_config,
@@ -300,10 +302,33 @@ def stock_upsert(conn: sqlite3.Connection, items: Any) -> dict[str, int]:
     return {"items": len(rows), "changed": changed}
 
 
-def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
-    """The warehouse app, storing everything in the SQLite file at db_path."""
+def stock_insert_missing(db_path: str, items: list[dict[str, Any]]) -> int:
+    """Add the SKUs this warehouse does not know yet (version 1); known SKUs keep their
+    stock, so a restart never undoes shipments, restocks or shrinkage."""
+    rows = [(str(item["sku"]), non_negative_int("on_hand", item["on_hand"])) for item in items]
+    conn = connect(db_path)
+    try:
+        with write_transaction(conn):
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT INTO skus (sku, on_hand, version) VALUES (?, ?, 1)"
+                " ON CONFLICT (sku) DO NOTHING",
+                rows,
+            )
+            return conn.total_changes - before
+    finally:
+        conn.close()
+
+
+def create_app(
+    db_path: str, defaults: dict[str, Any] | None = None, initial_stock: str | None = None
+) -> Flask:
+    """The warehouse app, storing everything in the SQLite file at db_path. `initial_stock`
+    names a JSON file of [{"sku", "on_hand"}] whose unknown SKUs are added at start."""
     config_defaults = {**DEFAULT_CONFIG, **validate_config(defaults or {}, CONFIG_FIELDS)}
     init_database(db_path, SCHEMA, config_defaults)
+    if initial_stock and Path(initial_stock).is_file():
+        stock_insert_missing(db_path, json.loads(Path(initial_stock).read_text()))
     app = Flask(__name__)
     register_error_handlers(app)
     get_db = install_request_connection(app, db_path)

@@ -8,7 +8,8 @@ behaviour come from the environment:
 - `PAYMENT_SIM_DECLINE_RATE`, `PAYMENT_SIM_ERROR_RATE`, `PAYMENT_SIM_TIMEOUT_RATE`,
   `PAYMENT_SIM_LATENCY_MS`, `PAYMENT_SIM_TIMEOUT_DELAY_MS`, `PAYMENT_SIM_SEED`
 - `WAREHOUSE_SIM_ERROR_RATE`, `WAREHOUSE_SIM_LATENCY_MS`, `WAREHOUSE_SIM_SEED`,
-  `WAREHOUSE_SIM_DRIFT_INTERVAL_S`
+  `WAREHOUSE_SIM_DRIFT_INTERVAL_S`, `WAREHOUSE_SIM_INITIAL_STOCK` (a JSON file of
+  [{"sku", "on_hand"}]: SKUs the warehouse does not know yet are added at start)
 """
 
 import json
@@ -78,7 +79,9 @@ def build_application(var_dir: str | None = None) -> DispatcherMiddleware:
         {
             "/sim/payments": payments.create_app(str(payment_db), defaults_from_env(PAYMENT_ENV)),
             "/sim/warehouse": warehouse.create_app(
-                str(warehouse_db), defaults_from_env(WAREHOUSE_ENV)
+                str(warehouse_db),
+                defaults_from_env(WAREHOUSE_ENV),
+                initial_stock=os.environ.get("WAREHOUSE_SIM_INITIAL_STOCK"),
             ),
         },
     )

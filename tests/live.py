@@ -69,6 +69,45 @@ class PaymentSim:
         return None if response.status_code == 404 else response.json()
 
 
+@dataclass
+class WarehouseSim:
+    """Test-side handle on the warehouse simulator's control API."""
+
+    url: str
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def reset(self) -> None:
+        self.session.post(f"{self.url}/_control/reset", timeout=5).raise_for_status()
+
+    def configure(self, **config) -> None:
+        self.session.put(f"{self.url}/_control/config", json=config, timeout=5).raise_for_status()
+
+    def set_stock(self, levels: dict[str, int]) -> None:
+        items = [{"sku": sku, "on_hand": on_hand} for sku, on_hand in levels.items()]
+        self.session.put(
+            f"{self.url}/_control/stock", json={"items": items}, timeout=60
+        ).raise_for_status()
+
+    def stock(self) -> dict[str, tuple[int, int]]:
+        """sku -> (on_hand, version), every page."""
+        levels, after = {}, None
+        while True:
+            params = {"limit": 10_000, **({"after": after} if after else {})}
+            page = self.session.get(f"{self.url}/stock", params=params, timeout=30).json()
+            levels.update({r["sku"]: (r["on_hand"], r["version"]) for r in page["results"]})
+            after = page["next_after"]
+            if not after:
+                return levels
+
+    def tick(self, **params) -> dict:
+        response = self.session.post(f"{self.url}/_control/tick", json=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def shipments(self) -> dict:
+        return self.session.get(f"{self.url}/_control/shipments", timeout=5).json()
+
+
 def test_database_url(settings_dict: dict) -> str:
     user = settings_dict.get("USER") or "postgres"
     password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
@@ -139,3 +178,47 @@ def broker_idle(queue: str = "celery") -> bool:
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
         return client.llen(queue) == 0 and client.hlen("unacked") == 0
+
+
+class BeatProcess:
+    """`celery beat` with the database scheduler, as a child process."""
+
+    def __init__(self, env: dict[str, str], *, log_path: Path):
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "orderproj",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--pidfile",
+                "",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def queue_length(queue: str = "celery") -> int:
+    from orderproj.celery import app
+
+    with app.connection_for_write() as conn:
+        return conn.default_channel.client.llen(queue)

@@ -88,3 +88,27 @@ def test_procfile_runs_web_worker_and_beat_like_compose():
     assert "orderproj.wsgi:application" in procfile["web"]
     assert "celery -A orderproj worker" in procfile["worker"]
     assert "celery -A orderproj beat" in procfile["beat"]
+
+
+def test_flower_watches_the_workers_through_the_broker():
+    services = compose()["services"]
+    flower = services["flower"]
+    assert command_of(flower)[:4] == ["celery", "-A", "orderproj", "flower"]
+    assert flower["image"] == services["worker"]["image"]
+    broker_url = services["worker"]["environment"]["CELERY_BROKER_URL"]
+    assert flower["environment"]["CELERY_BROKER_URL"] == broker_url
+    assert flower["depends_on"]["redis"]["condition"] == "service_healthy"
+    # its UI can control the workers: published on the host's loopback only
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+    pins = (ROOT / "requirements.txt").read_text().splitlines()
+    assert any(re.fullmatch(r"flower==[\d.]+", line) for line in pins)
+
+
+def test_logs_are_json_in_compose_and_readable_under_make_run():
+    services = compose()["services"]
+    for name in ("web", "worker", "beat", "flower"):
+        assert services[name]["environment"]["LOG_FORMAT"] == "json", name
+    assert 'LOG_FORMAT="${LOG_FORMAT:-plain}"' in (ROOT / "scripts" / "run.sh").read_text()
+    # gunicorn reads ./gunicorn.conf.py from the directory it is started in (WORKDIR /app)
+    assert (ROOT / "gunicorn.conf.py").is_file()
+    assert "gunicorn.conf.py" not in (ROOT / ".dockerignore").read_text()

@@ -72,7 +72,7 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
         assert proc.poll() is None, log_text(log)
         try:
             return requests.get(f"{base}/api/health/", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still starting
             return False
 
     # when: it has started
@@ -121,11 +121,25 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
         ).json()["status"]
 
     wait_for(
-        lambda: order_status() in ("confirmed", "failed"),
+        lambda: order_status() in ("fulfilled", "failed"),
         timeout=60,
         message="the first order to be processed",
     )
-    assert order_status() == "confirmed"
+    history = requests.get(
+        f"{base}/api/orders/{answer['id']}/logs/",
+        timeout=5,
+        headers={"Authorization": f"Token {token}"},
+    ).json()["results"]
+    assert [e["to_status"] for e in history if e["from_status"] != e["to_status"]] == [
+        "pending",
+        "reserved",
+        "confirmed",
+        "fulfilled",
+    ]
+    # the logs are readable lines (LOG_FORMAT=plain), tagged with the order they are about
+    output = log_text(log)
+    assert f"[order {answer['id']}] order {answer['id']} fulfilled" in output
+    assert '{"level"' not in output
 
     # when: stopped as a supervisor or Ctrl-C would
     os.kill(proc.pid, signal.SIGTERM)

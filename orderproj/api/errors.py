@@ -7,6 +7,8 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -51,6 +53,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, SuspiciousOperation):
+        # e.g. too many form fields or a body over DATA_UPLOAD_MAX_MEMORY_SIZE: the client's
+        # fault, answered like Django answers it outside DRF, with a 400.
+        logger.warning("suspicious request: %s", exc)
+        exc = exceptions.ParseError("The request was refused as malformed or too large.")
 
     if isinstance(exc, DomainError):
         set_rollback()
@@ -66,6 +73,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(_api_exception_body(exc), status=exc.status_code, headers=headers)
 
     view = context.get("view")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable, restarting or shedding load: not a bug, and worth
+        # retrying; no change was committed (each write is one transaction).
+        logger.error("database unavailable in %s: %s", type(view).__name__ if view else "API", exc)
+        set_rollback()
+        return Response(
+            error_body(
+                "service_unavailable", "The database is unavailable; try again in a moment."
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     logger.exception("unhandled error in %s", type(view).__name__ if view else "API view")
     set_rollback()
     return Response(
@@ -85,6 +104,27 @@ def not_found_view(request, exception=None):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
+
+
+def bad_request_view(request, exception=None):
+    """handler400 (e.g. a Host header not in ALLOWED_HOSTS): JSON under the API's paths."""
+    if _is_api(request):
+        return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def permission_denied_view(request, exception=None):
+    """handler403 (Django's own refusals, outside DRF): JSON under the API's paths."""
+    if _is_api(request):
+        return JsonResponse(
+            error_body("permission_denied", "You do not have permission to perform this action."),
+            status=403,
+        )
+    from django.views.defaults import permission_denied
+
+    return permission_denied(request, exception)
 
 
 def server_error_view(request):

@@ -7,15 +7,9 @@ from inventory.tests.factories import product_with_stock
 from orders.models import Order, OrderLine, OrderLog
 from orders.tests.helpers import place_order
 from payments.models import Payment
+from tests.live import queue_length
 
 pytestmark = pytest.mark.django_db
-
-
-def queue_length() -> int:
-    from orderproj.celery import app
-
-    with app.connection_for_write() as conn:
-        return conn.default_channel.client.llen("celery")
 
 
 ORDERS = "/api/orders/"

@@ -5,10 +5,10 @@ import itertools
 import pytest
 
 from inventory.models import StockLevel
-from inventory.services import stock_set_from_warehouse
-from inventory.tests.factories import product_with_stock
+from inventory.sync import warehouse_sync
+from inventory.tests.factories import product_in_warehouse, product_with_stock
 from orderproj.celery import app
-from orders.dispatch import PROCESS_ORDER
+from orders.dispatch import FULFIL_ORDER, PROCESS_ORDER
 from orders.models import Order
 from orders.tests.helpers import log_events
 from tests.live import broker_idle
@@ -35,28 +35,41 @@ def post_order(client, *lines: tuple[int, int]) -> int:
     return response.json()["id"]
 
 
-def test_order_goes_pending_reserved_confirmed_through_a_real_worker(customer_client, payment_sim):
+def test_order_goes_pending_reserved_confirmed_fulfilled_through_a_real_worker(
+    customer_client, payment_sim, warehouse_sim
+):
     # given
-    product = product_with_stock(10)
+    product = product_in_warehouse(warehouse_sim, 10)
 
     # when
     order_id = post_order(customer_client, (product.id, 3))
 
-    # then
-    order = wait_for_status(order_id, "confirmed")
+    # then: each transition logged; reserved units became committed, then left with the
+    # shipment, and on_hand follows the warehouse's answer
+    order = wait_for_status(order_id, "fulfilled")
     assert log_events(order) == [
         ("", "pending", "created"),
         ("pending", "reserved", "reserved"),
         ("reserved", "confirmed", "confirmed"),
+        ("confirmed", "fulfilled", "fulfilled"),
     ]
+    confirmed = order.logs.get(event="confirmed")
+    assert confirmed.data["payment_reference"] == order.payment.provider_reference
     level = StockLevel.objects.get(product=product)
-    assert (level.reserved, level.committed, level.available) == (0, 3, 7)
+    assert (level.on_hand, level.version, level.reserved, level.committed, level.available) == (
+        7,
+        2,
+        0,
+        0,
+        7,
+    )
+    assert warehouse_sim.stock()[product.sku] == (7, 2)
     api_logs = customer_client.get(f"/api/orders/{order_id}/logs/").json()["results"]
-    assert [e["to_status"] for e in api_logs] == ["pending", "reserved", "confirmed"]
+    assert [e["to_status"] for e in api_logs] == ["pending", "reserved", "confirmed", "fulfilled"]
 
 
-def test_restocked_while_waiting_is_confirmed(customer_client, payment_sim):
-    product = product_with_stock(0)
+def test_restocked_while_waiting_is_confirmed(customer_client, payment_sim, warehouse_sim):
+    product = product_in_warehouse(warehouse_sim, 0)
     order_id = post_order(customer_client, (product.id, 2))
     wait_for(
         lambda: Order.objects.get(pk=order_id).logs.filter(event="stock_retry").exists(),
@@ -64,11 +77,18 @@ def test_restocked_while_waiting_is_confirmed(customer_client, payment_sim):
         message="a stock retry",
     )
 
-    stock_set_from_warehouse(product_id=product.id, on_hand=5, version=2)
+    # the warehouse is restocked, and a sync brings the news
+    warehouse_sim.set_stock({product.sku: 5})
+    assert warehouse_sync(trigger="test").applied == 1
 
-    order = wait_for_status(order_id, "confirmed", "failed")
-    assert order.status == "confirmed"
-    assert StockLevel.objects.get(product=product).committed == 2
+    order = wait_for_status(order_id, "fulfilled", "failed")
+    assert order.status == "fulfilled"
+    assert [e[1] for e in log_events(order) if e[0] != e[1]] == [
+        "pending",
+        "reserved",
+        "confirmed",
+        "fulfilled",
+    ]
 
 
 def test_never_restocked_fails_out_of_stock_after_growing_delays(
@@ -90,29 +110,36 @@ def test_never_restocked_fails_out_of_stock_after_growing_delays(
     assert all(w >= p * 0.95 for w, p in zip(waited, planned, strict=True)), (waited, planned)
 
 
-def test_5xx_is_retried_by_the_worker_and_charged_once(customer_client, payment_sim):
+def test_5xx_is_retried_by_the_worker_and_charged_once(customer_client, payment_sim, warehouse_sim):
     payment_sim.script("error")
-    product = product_with_stock(3)
+    product = product_in_warehouse(warehouse_sim, 3)
 
     order_id = post_order(customer_client, (product.id, 1))
 
-    order = wait_for_status(order_id, "confirmed", "failed")
-    assert order.status == "confirmed"
+    order = wait_for_status(order_id, "fulfilled", "failed")
+    assert order.status == "fulfilled"
     key = order.payment.idempotency_key
     assert payment_sim.stats(key=key)["by_key"][key]["requests"] == 2
     assert payment_sim.stats()["charges"] == 1
 
 
-def test_redelivered_task_changes_nothing(customer_client, payment_sim):
-    product = product_with_stock(3)
+def test_redelivered_tasks_change_nothing(customer_client, payment_sim, warehouse_sim):
+    product = product_in_warehouse(warehouse_sim, 3)
     order_id = post_order(customer_client, (product.id, 1))
-    order = wait_for_status(order_id, "confirmed")
-    before = (log_events(order), StockLevel.objects.get(product=product).committed)
+    order = wait_for_status(order_id, "fulfilled")
+    stock_of = lambda: (  # noqa: E731
+        StockLevel.objects.filter(product=product)
+        .values("on_hand", "version", "reserved", "committed")
+        .get()
+    )
+    before = (log_events(order), stock_of())
 
-    # the same message delivered twice more, as after a lost ack
+    # the same messages delivered twice more, as after a lost ack
     for _ in range(2):
         app.send_task(PROCESS_ORDER, args=[order_id])
-    wait_for(broker_idle, timeout=20, message="the worker to take and acknowledge both")
+        app.send_task(FULFIL_ORDER, args=[order_id])
+    wait_for(broker_idle, timeout=20, message="the worker to take and acknowledge them")
 
-    assert (log_events(order), StockLevel.objects.get(product=product).committed) == before
+    assert (log_events(order), stock_of()) == before
     assert payment_sim.stats()["charges"] == 1
+    assert warehouse_sim.shipments()["count"] == 1

@@ -3,7 +3,9 @@
 Idempotent: running it again keeps existing rows and prints the same credentials.
 """
 
+import json
 from decimal import Decimal
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -31,9 +33,22 @@ class Command(BaseCommand):
         parser.add_argument("--port", default="8000", help="Port the web server listens on.")
         parser.add_argument("--admin-password", default="admin")
         parser.add_argument("--customer-password", default="customer")
+        parser.add_argument(
+            "--warehouse-stock-file",
+            help="Also write the demo SKUs' stock as JSON for the simulated warehouse "
+            "(WAREHOUSE_SIM_INITIAL_STOCK), so both start from the same numbers.",
+        )
 
     @transaction.atomic
-    def handle(self, *args, port: str, admin_password: str, customer_password: str, **options):
+    def handle(
+        self,
+        *args,
+        port: str,
+        admin_password: str,
+        customer_password: str,
+        warehouse_stock_file: str | None,
+        **options,
+    ):
         users = get_user_model()
         admin, created = users.objects.get_or_create(
             username="admin",
@@ -61,6 +76,11 @@ class Command(BaseCommand):
             # As if the warehouse had reported it (version 1); a later report wins.
             stock_set_from_warehouse(product_id=product.id, on_hand=on_hand, version=1)
             products.append(product)
+
+        if warehouse_stock_file:
+            Path(warehouse_stock_file).write_text(
+                json.dumps([{"sku": sku, "on_hand": on_hand} for sku, *_, on_hand in DEMO_PRODUCTS])
+            )
 
         base = f"http://127.0.0.1:{port}"
         shown_password = admin_password if admin_password == "admin" else "(as given)"

@@ -1,0 +1,30 @@
+"""celery-beat's scheduler: django-celery-beat's DatabaseScheduler (the schedule lives in the
+database and is edited in the admin), recording a heartbeat after every tick so /api/health/
+can tell a beat that is alive from one that died or hangs (orderproj.ops_state)."""
+
+import logging
+import time
+
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from orderproj.ops_state import beat_heartbeat_record
+
+logger = logging.getLogger(__name__)
+
+
+class HeartbeatDatabaseScheduler(DatabaseScheduler):
+    # Ticks come in bursts when many entries are due; one write a second is plenty.
+    heartbeat_every = 1.0
+    _last_heartbeat = 0.0
+
+    def tick(self, *args, **kwargs) -> float:
+        interval = super().tick(*args, **kwargs)
+        now = time.monotonic()
+        if now - self._last_heartbeat >= self.heartbeat_every:
+            try:
+                beat_heartbeat_record()
+            except Exception as exc:  # a heartbeat must never stop the scheduler
+                logger.warning("beat heartbeat not recorded (%s: %s)", type(exc).__name__, exc)
+            else:
+                self._last_heartbeat = now
+        return interval

@@ -1,0 +1,164 @@
+"""Confirmed orders pushed to the warehouse simulator over HTTP."""
+
+import threading
+
+import pytest
+from django.db import connections
+
+from inventory.models import StockLevel, WarehouseSyncRun
+from inventory.sync import warehouse_sync
+from inventory.tests.factories import product_in_warehouse
+from orders.models import Order
+from orders.selectors import stock_discrepancies
+from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.workflow import order_ship
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def confirmed_order(customer, product, quantity: int) -> Order:
+    order = place_order(customer, (product.id, quantity))
+    run_to_completion(order.id)
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    return order
+
+
+def test_shipment_moves_committed_units_out_exactly_once(customer, payment_sim, warehouse_sim):
+    # given
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 4)
+
+    # when: pushed three times (a retried or duplicated task)
+    for _ in range(3):
+        assert order_ship(order_id=order.id).done
+
+    # then
+    order.refresh_from_db()
+    assert order.status == "fulfilled"
+    assert [e for e in log_events(order) if e[2] == "fulfilled"] == [
+        ("confirmed", "fulfilled", "fulfilled")
+    ]
+    row = StockLevel.objects.get(product=product)
+    assert (row.on_hand, row.version, row.reserved, row.committed) == (6, 2, 0, 0)
+    assert warehouse_sim.shipments()["count"] == 1
+    assert warehouse_sim.stock()[product.sku] == (6, 2)
+
+
+def test_warehouse_without_an_answer_is_retried_with_backoff(
+    customer, payment_sim, warehouse_sim, settings
+):
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 1)
+    warehouse_sim.configure(error_rate=1.0)
+
+    first = order_ship(order_id=order.id, attempt=0)
+    second = order_ship(order_id=order.id, attempt=1)
+
+    assert not first.done and not second.done and first.retry_in < second.retry_in
+    assert first.retry_in >= settings.ORDER_SHIP_RETRY_BASE_SECONDS
+    warehouse_sim.configure(error_rate=0.0)
+    assert order_ship(order_id=order.id, attempt=2).done
+    order.refresh_from_db()
+    assert order.status == "fulfilled"
+    assert [e[2] for e in log_events(order)].count("shipment_retry") == 2
+
+
+def test_a_shipment_the_warehouse_refuses_is_logged_and_the_order_stays_confirmed(
+    customer, payment_sim, warehouse_sim
+):
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 5)
+    warehouse_sim.set_stock({product.sku: 2})  # shrinkage the sync has not seen yet
+
+    assert order_ship(order_id=order.id).done
+
+    order.refresh_from_db()
+    assert order.status == "confirmed"
+    refused = order.logs.get(event="shipment_refused")
+    assert refused.data["code"] == "insufficient_stock"
+    assert StockLevel.objects.get(product=product).committed == 5
+
+
+def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
+    customer, payment_sim, warehouse_sim, settings
+):
+    # given: 5 products with 12 units each on both sides, 100 orders of 1..3 units
+    settings.ORDER_STOCK_RETRY_MAX = 0
+    settings.WAREHOUSE_SYNC_PAGE_SIZE = 2
+    products = [product_in_warehouse(warehouse_sim, 12) for _ in range(5)]
+    orders = [place_order(customer, (products[i % 5].id, 1 + i % 3)).id for i in range(100)]
+    processing_done = threading.Event()
+    errors = []
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except Exception as exc:  # surfaced by the assertion below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        return threading.Thread(target=run)
+
+    def process(share):
+        for order_id in share:
+            run_to_completion(order_id)
+
+    def ship():
+        while not processing_done.is_set():
+            for order_id in Order.objects.filter(status="confirmed").values_list("id", flat=True):
+                order_ship(order_id=order_id)
+
+    def sync():
+        while not processing_done.is_set():
+            warehouse_sim.tick(restock_rate=0.3, shrink_rate=0.3, max_restock=4)
+            warehouse_sync(trigger="test")
+
+    # when: 4 processors, 2 shippers and a syncer (with restocks and shrinkage) at once
+    workers = [guarded(lambda s=orders[i::4]: process(s)) for i in range(4)]
+    helpers = [guarded(ship), guarded(ship), guarded(sync)]
+    for t in workers + helpers:
+        t.start()
+    for t in workers:
+        t.join()
+    processing_done.set()
+    for t in helpers:
+        t.join()
+    for order_id in Order.objects.filter(status="confirmed").values_list("id", flat=True):
+        order_ship(order_id=order_id)
+
+    # then: reserved and committed are exactly what orders hold, nothing negative
+    assert errors == []
+    assert stock_discrepancies() == []
+    statuses = set(Order.objects.values_list("status", flat=True))
+    assert statuses <= {"fulfilled", "failed", "confirmed"} and "fulfilled" in statuses
+    assert not StockLevel.objects.filter(reserved__lt=0).exists()
+    assert not StockLevel.objects.filter(committed__lt=0).exists()
+    assert WarehouseSyncRun.objects.filter(status="succeeded").exists()
+
+
+def test_an_order_cancelled_during_the_shipment_call_stays_cancelled(
+    customer, payment_sim, warehouse_sim
+):
+    from inventory.warehouse import get_warehouse
+    from orders.interventions import order_cancel
+    from orders.services import order_fulfil
+
+    # given: the shipment went out, and the order was cancelled before its answer was recorded
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 4)
+    shipment = get_warehouse().ship(order_id=str(order.uid), lines=[(product.sku, 4)])
+    stale = Order.objects.get(pk=order.pk)  # as the shipping task read it: confirmed
+    order_cancel(order=order, by="operator", via="admin")
+
+    # when
+    assert order_fulfil(order=stale, shipment=shipment) is False
+
+    # then: still cancelled, committed released once, on_hand follows the warehouse
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    assert order.logs.filter(event="shipped_after_cancel").exists()
+    row = StockLevel.objects.get(product=product)
+    assert (row.on_hand, row.version, row.committed) == (6, 2, 0)

@@ -1,0 +1,289 @@
+"""Fault injection against real PostgreSQL, Redis, Celery workers and beats, and the
+simulators over HTTP. Each scenario prints its figures (a FAULT-FIGURES line, also appended
+to test-artifacts/fault-figures.jsonl): orders, faults injected, lost, oversold, double
+charges; and each ends with the audit (orders/audit.py, as `manage.py audit_stock`) clean."""
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from inventory.models import WarehouseSyncRun
+from orders.models import Order, OrderLog
+from orders.tests.helpers import place_order
+from payments.models import Payment
+from tests.faults.conftest import post_orders
+from tests.faults.harness import figures_for, set_schedule, settle
+from tests.processes import wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
+
+
+def charges_in_flight() -> bool:
+    return Payment.objects.filter(status="in_doubt").exists()
+
+
+def test_worker_killed_mid_payment_then_whole_worker_killed(
+    fault_stack, customer_client, payment_sim, stocked_products
+):
+    # given: payments slow enough that pool children sit in the HTTP call
+    products = stocked_products(6, 100)
+    payment_sim.configure(latency_ms=700)  # under the 1 s read timeout
+    worker = fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+    order_ids, _ = post_orders(customer_client, products, 24)
+    faults = 0
+
+    # when: three pool children are SIGKILLed while charges are in flight (a payment is
+    # marked in_doubt right before its HTTP call; all four children are busy charging) ...
+    for _ in range(3):
+        wait_for(charges_in_flight, timeout=30, interval=0.05, message="a charge in flight")
+        os.kill(random.Random(faults).choice(fault_stack.pool_children()), signal.SIGKILL)
+        faults += 1
+    # ... then the whole worker, and a new one is started
+    wait_for(charges_in_flight, timeout=30, interval=0.05, message="a charge in flight")
+    fault_stack.kill_worker(worker)
+    faults += 1
+    payment_sim.configure(latency_ms=0)
+    fault_stack.start_worker(concurrency=4)
+
+    # then: every order final, nothing lost, oversold or charged twice
+    open_ids = settle(order_ids, timeout=120)
+    figures = figures_for(
+        "worker SIGKILL mid-payment, then whole worker",
+        order_ids,
+        posted=len(order_ids),
+        faults=faults,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.assert_clean()
+    assert all(v["requests"] >= 1 for v in payment_sim.stats()["by_key"].values())
+
+
+def test_broker_stopped_then_hung_while_orders_are_posted(
+    fault_stack, private_redis, customer_client, payment_sim, stocked_products
+):
+    products = stocked_products(5, 100)
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+
+    # when: Redis is stopped while orders are posted
+    private_redis.stop()
+    down_ids, down_seconds = post_orders(customer_client, products, 10)
+    private_redis.start()  # back, empty: every message published before is gone
+    # and then hung: it accepts connections but answers nothing for 6 s
+    private_redis.pause(6)
+    hung_ids, hung_seconds = post_orders(customer_client, products, 6)
+
+    # then: every answer was a 202 within a few seconds (a hung broker costs the publish its
+    # timeout, CELERY_PUBLISH_TIMEOUT, and one retry), every order was saved ...
+    assert max(down_seconds) < 3.0, down_seconds
+    assert max(hung_seconds) < 4.0, hung_seconds
+    assert min(hung_seconds) > 0.5, "the broker did not hang: the fault was not exercised"
+    order_ids = down_ids + hung_ids
+    assert Order.objects.filter(pk__in=order_ids).count() == len(order_ids)
+    # ... and completed once the broker was back (the reconciler re-published them)
+    open_ids = settle(order_ids, timeout=150)
+    figures = figures_for(
+        "Redis stopped, then hung (CLIENT PAUSE)",
+        order_ids,
+        posted=len(order_ids),
+        faults=2,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.notes.update(
+        max_answer_seconds_down=round(max(down_seconds), 3),
+        max_answer_seconds_hung=round(max(hung_seconds), 3),
+    )
+    figures.assert_clean()
+    assert OrderLog.objects.filter(order_id__in=down_ids, event="requeued").exists()
+
+
+def test_payment_service_timing_out_after_storing_and_failing(
+    fault_stack, customer_client, payment_sim, stocked_products
+):
+    # given: 30% of charges stored but answered too late, 20% answered 503
+    products = stocked_products(6, 100)
+    payment_sim.configure(timeout_rate=0.3, error_rate=0.2, timeout_delay_ms=1500, seed=7)
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+
+    # when
+    order_ids, _ = post_orders(customer_client, products, 60)
+
+    # then: one capture per paid order, none kept by a failed one
+    open_ids = settle(order_ids, timeout=150)
+    retries = OrderLog.objects.filter(order_id__in=order_ids, event="payment_retry").count()
+    figures = figures_for(
+        "payment 30% timeout-after-store, 20% 5xx",
+        order_ids,
+        posted=len(order_ids),
+        faults=retries,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.assert_clean()
+    assert retries > 10  # the faults really happened
+    stats = payment_sim.stats()
+    captured_keys = [k for k, v in stats["by_key"].items() if v["status"] == "captured"]
+    assert len(captured_keys) == len(set(captured_keys)) == stats["captured"]
+
+
+def test_two_beats_at_once_never_double_a_sync_or_a_reconciler_action(
+    fault_stack, customer, customer_client, payment_sim, warehouse_sim, stocked_products
+):
+    # given: 20 SKUs with newer levels at the warehouse, and 8 orders whose publish was lost
+    products = stocked_products(20, 50)
+    warehouse_sim.set_stock({p.sku: 60 for p in products})
+    stuck = [place_order(customer, (products[i].id, 1)).id for i in range(8)]
+    fault_stack.control.control.purge()  # the lost publishes
+    OrderLog.objects.filter(order_id__in=stuck).update(
+        created_at=OrderLog.objects.first().created_at.replace(year=2000)
+    )
+    set_schedule("warehouse-sync", every=1)
+
+    # when: two beats schedule the sync and the reconciler every second
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+    fault_stack.start_beat()
+    open_ids = settle(stuck, timeout=60)
+    wait_for(
+        lambda: WarehouseSyncRun.objects.filter(status="succeeded").count() >= 4,
+        timeout=30,
+        message="several sync runs",
+    )
+
+    # then: no two runs ever overlapped, each newer level applied exactly once, and each
+    # stuck order was re-published once
+    runs = list(WarehouseSyncRun.objects.filter(status="succeeded").order_by("started_at"))
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.finished_at <= later.started_at, (earlier, later)
+    # each of the 20 newer levels applied once; a shipment's new level may also be picked
+    # up by a sync that ran before its answer was recorded, never more than once each
+    shipments = warehouse_sim.shipments()["count"]
+    assert 20 <= sum(run.applied for run in runs) <= 20 + shipments
+    requeues = OrderLog.objects.filter(order_id__in=stuck, event="requeued")
+    assert sorted(requeues.values_list("order_id", flat=True)) == sorted(stuck)
+    figures = figures_for(
+        "two beats at once",
+        stuck,
+        posted=len(stuck),
+        faults=1,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.notes.update(
+        sync_runs=len(runs), skipped_runs=WarehouseSyncRun.objects.filter(status="skipped").count()
+    )
+    figures.assert_clean()
+
+
+def test_seeded_random_soak(
+    fault_stack, private_redis, customer_client, payment_sim, warehouse_sim, stocked_products
+):
+    # given: scarce stock, and every kind of fault the services can produce, seeded
+    rng = random.Random(20261124)
+    products = stocked_products(15, 12)
+    payment_sim.configure(
+        decline_rate=0.1, error_rate=0.1, timeout_rate=0.1, timeout_delay_ms=1500, seed=42
+    )
+    warehouse_sim.configure(error_rate=0.1, seed=42)
+    set_schedule("warehouse-sync", every=2)
+    workers = [fault_stack.start_worker(concurrency=3), fault_stack.start_worker(concurrency=3)]
+    fault_stack.start_beat()
+    order_ids, faults = [], 0
+
+    # when: 300 orders in batches, a random infrastructure fault after each batch
+    for batch in range(6):
+        ids, _ = post_orders(customer_client, products, 50, rng=rng)
+        order_ids += ids
+        fault = rng.choice(["kill-child", "pause-broker", "kill-worker", "tick"])
+        if fault == "kill-child":
+            os.kill(rng.choice(fault_stack.pool_children()), signal.SIGKILL)
+            faults += 1
+        elif fault == "pause-broker":
+            private_redis.pause(2)
+            faults += 1
+        elif fault == "kill-worker":
+            fault_stack.kill_worker(workers.pop(0))
+            workers.append(fault_stack.start_worker(concurrency=3))
+            faults += 1
+        else:
+            warehouse_sim.tick(restock_rate=0.5, shrink_rate=0.2, max_restock=5, seed=batch)
+
+    # then
+    open_ids = settle(order_ids, timeout=240)
+    figures = figures_for(
+        "seeded soak",
+        order_ids,
+        posted=len(order_ids),
+        faults=faults,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.assert_clean()
+
+
+@pytest.mark.skipif(
+    os.environ.get("FAULTS_RESTART_POSTGRES") != "1",
+    reason="restarts the machine's PostgreSQL: set FAULTS_RESTART_POSTGRES=1 (.ci/run and "
+    "`make test-faults` do)",
+)
+def test_postgres_restarted_while_workers_process_orders(
+    fault_stack, customer_client, payment_sim, stocked_products
+):
+    products = stocked_products(5, 100)
+    payment_sim.configure(latency_ms=150)
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+    order_ids, _ = post_orders(customer_client, products, 30)
+    wait_for(
+        lambda: Order.objects.filter(
+            pk__in=order_ids, status__in=["reserved", "confirmed", "fulfilled"]
+        ).exists(),
+        timeout=30,
+        message="processing under way",
+    )
+
+    # when: PostgreSQL restarts under them
+    version = sorted(Path("/etc/postgresql").iterdir())[-1].name
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            "restart",
+            "--",
+            "-m",
+            "fast",
+        ],
+        check=True,
+        timeout=60,
+    )
+    connections.close_all()
+    wait_for(
+        lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"]).returncode == 0,
+        timeout=30,
+        message="PostgreSQL back",
+    )
+
+    # then: they recover by themselves
+    open_ids = settle(order_ids, timeout=120)
+    figures = figures_for(
+        "PostgreSQL restarted mid-processing",
+        order_ids,
+        posted=len(order_ids),
+        faults=1,
+        payment_sim=payment_sim,
+        open_ids=open_ids,
+    )
+    figures.assert_clean()
