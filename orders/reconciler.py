@@ -175,6 +175,22 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
         _requeue(order, report, now)
 
 
+def _refund_if_captured(payment: Payment, report: ReconcileReport) -> bool:
+    """Refund the payment's charge if the provider holds a capture (asked by key when we
+    are not sure); True when it was refunded now."""
+    try:
+        if payment.status != PaymentStatus.CAPTURED:
+            payment = payment_lookup(payment=payment)
+        if payment.status != PaymentStatus.CAPTURED:
+            return False
+        payment_refund(payment=payment)
+    except PaymentInDoubt:
+        report.still_in_doubt += 1
+        return False
+    report.refunded += 1
+    return True
+
+
 def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None:
     """Payments an operator's retry replaced (no order points at them any more): a capture
     on one, found now or arriving later, is refunded; the order's log says so."""
@@ -189,14 +205,7 @@ def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None
         .order_by("id")[: settings.RECONCILE_BATCH_SIZE]
     )
     for payment in orphans:
-        try:
-            if payment.status != PaymentStatus.CAPTURED:
-                payment = payment_lookup(payment=payment)
-            if payment.status != PaymentStatus.CAPTURED:
-                continue
-            payment_refund(payment=payment)
-        except PaymentInDoubt:
-            report.still_in_doubt += 1
+        if not _refund_if_captured(payment, report):
             continue
         order = Order.objects.filter(uid=payment.reference.removeprefix("order:")).first()
         if order is not None:
@@ -208,7 +217,6 @@ def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None
                 message="A capture on a payment replaced by a retry was refunded.",
                 data={"payment_id": payment.pk, "payment_reference": payment.provider_reference},
             )
-        report.refunded += 1
 
 
 def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
@@ -220,11 +228,7 @@ def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
         .filter(
             Q(payment__status=PaymentStatus.CAPTURED)
             | Q(
-                payment__status__in=[
-                    PaymentStatus.IN_DOUBT,
-                    PaymentStatus.NOT_CHARGED,
-                    PaymentStatus.PENDING,
-                ],
+                payment__status__in=UNSURE,
                 payment__updated_at__lt=recheck,
                 updated_at__gte=window,
             )
@@ -234,14 +238,7 @@ def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
     )
     for order in candidates:
         payment = order.payment
-        try:
-            if payment.status != PaymentStatus.CAPTURED:
-                payment = payment_lookup(payment=payment)
-            if payment.status != PaymentStatus.CAPTURED:
-                continue
-            payment_refund(payment=payment)
-        except PaymentInDoubt:
-            report.still_in_doubt += 1
+        if not _refund_if_captured(payment, report):
             continue
         order_log(
             order=order,
@@ -251,4 +248,3 @@ def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
             message=f"A capture on this {order.status} order was refunded.",
             data={"payment_reference": payment.provider_reference},
         )
-        report.refunded += 1

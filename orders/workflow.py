@@ -36,6 +36,29 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return min(cap, base * 2**attempt) * (1 + random.random() * settings.ORDER_RETRY_JITTER)
 
 
+def _retry_later(
+    order: Order,
+    *,
+    event: str,
+    attempt: int,
+    base: float,
+    cap: float,
+    message: str,
+    data: dict,
+) -> Step:
+    """Log that the order waits (`message` may use {delay}) and ask to be called again."""
+    delay = backoff_delay(attempt, base=base, cap=cap)
+    order_log(
+        order=order,
+        event=event,
+        from_status=order.status,
+        to_status=order.status,
+        message=message.format(delay=delay),
+        data={**data, "retry_in_seconds": round(delay, 3)},
+    )
+    return Step(done=False, retry_in=delay)
+
+
 def order_process(*, order_id: int, attempt: int = 0) -> Step:
     """Advance the order: reserve, charge, confirm (or fail and compensate).
 
@@ -67,24 +90,15 @@ def _reserve(order: Order, attempt: int) -> Step | None:
                 data={"attempts": attempt + 1, "shortages": shortages},
             )
             return DONE
-        delay = backoff_delay(
-            attempt,
+        return _retry_later(
+            order,
+            event="stock_retry",
+            attempt=attempt,
             base=settings.ORDER_STOCK_RETRY_BASE_SECONDS,
             cap=settings.ORDER_STOCK_RETRY_MAX_DELAY,
+            message=f"Not enough stock; retry {attempt + 1} in {{delay:.2f}}s.",
+            data={"attempt": attempt + 1, "shortages": shortages},
         )
-        order_log(
-            order=order,
-            event="stock_retry",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"Not enough stock; retry {attempt + 1} in {delay:.2f}s.",
-            data={
-                "attempt": attempt + 1,
-                "retry_in_seconds": round(delay, 3),
-                "shortages": shortages,
-            },
-        )
-        return Step(done=False, retry_in=delay)
     return None
 
 
@@ -94,24 +108,15 @@ def _pay(order: Order) -> Step:
         payment = payment_charge(payment=payment)
     except PaymentInDoubt as exc:
         if payment.attempts < settings.ORDER_PAYMENT_RETRY_MAX:
-            delay = backoff_delay(
-                payment.attempts - 1,
+            return _retry_later(
+                order,
+                event="payment_retry",
+                attempt=payment.attempts - 1,
                 base=settings.ORDER_PAYMENT_RETRY_BASE_SECONDS,
                 cap=settings.ORDER_PAYMENT_RETRY_MAX_DELAY,
+                message="No answer from the payment service; retry in {delay:.2f}s.",
+                data={"attempt": payment.attempts, "error": str(exc)},
             )
-            order_log(
-                order=order,
-                event="payment_retry",
-                from_status=order.status,
-                to_status=order.status,
-                message=f"No answer from the payment service; retry in {delay:.2f}s.",
-                data={
-                    "attempt": payment.attempts,
-                    "error": str(exc),
-                    "retry_in_seconds": round(delay, 3),
-                },
-            )
-            return Step(done=False, retry_in=delay)
         # Out of retries: only the provider's record of the key may decide the outcome.
         try:
             payment = payment_lookup(payment=payment)
@@ -216,20 +221,15 @@ def order_ship(*, order_id: int, attempt: int = 0) -> Step:
                 data={"attempt": attempt + 1, "error": str(exc)},
             )
             return DONE
-        delay = backoff_delay(
-            attempt,
+        return _retry_later(
+            order,
+            event="shipment_retry",
+            attempt=attempt,
             base=settings.ORDER_SHIP_RETRY_BASE_SECONDS,
             cap=settings.ORDER_SHIP_RETRY_MAX_DELAY,
+            message="No answer from the warehouse; retry in {delay:.2f}s.",
+            data={"attempt": attempt + 1, "error": str(exc)},
         )
-        order_log(
-            order=order,
-            event="shipment_retry",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"No answer from the warehouse; retry in {delay:.2f}s.",
-            data={"attempt": attempt + 1, "error": str(exc), "retry_in_seconds": round(delay, 3)},
-        )
-        return Step(done=False, retry_in=delay)
     except WarehouseRejected as exc:
         order_log(
             order=order,

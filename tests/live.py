@@ -41,8 +41,8 @@ class SimulatorServer:
 
 
 @dataclass
-class PaymentSim:
-    """Test-side handle on the payment simulator's control API."""
+class SimulatorControl:
+    """A simulator's control API, common to both: reset, and behaviour settings."""
 
     url: str
     session: requests.Session = field(default_factory=requests.Session)
@@ -52,6 +52,11 @@ class PaymentSim:
 
     def configure(self, **config) -> None:
         self.session.put(f"{self.url}/_control/config", json=config, timeout=5).raise_for_status()
+
+
+@dataclass
+class PaymentSim(SimulatorControl):
+    """Test-side handle on the payment simulator's control API."""
 
     def script(self, *outcomes: str) -> None:
         self.session.post(
@@ -70,17 +75,8 @@ class PaymentSim:
 
 
 @dataclass
-class WarehouseSim:
+class WarehouseSim(SimulatorControl):
     """Test-side handle on the warehouse simulator's control API."""
-
-    url: str
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def reset(self) -> None:
-        self.session.post(f"{self.url}/_control/reset", timeout=5).raise_for_status()
-
-    def configure(self, **config) -> None:
-        self.session.put(f"{self.url}/_control/config", json=config, timeout=5).raise_for_status()
 
     def set_stock(self, levels: dict[str, int]) -> None:
         items = [{"sku": sku, "on_hand": on_hand} for sku, on_hand in levels.items()]
