@@ -112,7 +112,24 @@ def test_database_url(settings_dict: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
-class WorkerProcess:
+class ChildProcess:
+    """A process of ours the test started in its own session, with its log file."""
+
+    proc: subprocess.Popen
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM (a warm shutdown), then SIGKILL of its whole group if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class WorkerProcess(ChildProcess):
     """`celery worker` as a child process, with the environment the test chose."""
 
     def __init__(
@@ -155,16 +172,6 @@ class WorkerProcess:
 
         wait_for(ready, timeout=timeout, interval=0.2, message="the Celery worker to be ready")
 
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.log.close()
-
 
 def broker_idle(queue: str = "celery") -> bool:
     """No message waiting in the Redis queue and none delivered but unacknowledged (with
@@ -176,7 +183,7 @@ def broker_idle(queue: str = "celery") -> bool:
         return client.llen(queue) == 0 and client.hlen("unacked") == 0
 
 
-class BeatProcess:
+class BeatProcess(ChildProcess):
     """`celery beat` with the database scheduler, as a child process."""
 
     def __init__(self, env: dict[str, str], *, log_path: Path):
@@ -201,16 +208,6 @@ class BeatProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        self.log.close()
 
 
 def queue_length(queue: str = "celery") -> int:
