@@ -113,9 +113,19 @@ def test_database_url(settings_dict: dict) -> str:
 
 
 class ChildProcess:
-    """A process of ours the test started in its own session, with its log file."""
+    """`celery -A orderproj <args>` started by a test in its own session, logging to a file."""
 
-    proc: subprocess.Popen
+    def __init__(self, args: list[str], env: dict[str, str], *, log_path: Path):
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "orderproj", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM (a warm shutdown), then SIGKILL of its whole group if it lingers."""
@@ -136,15 +146,8 @@ class WorkerProcess(ChildProcess):
         self, env: dict[str, str], *, concurrency: int = 4, name: str = "test", log_path: Path
     ):
         self.name = f"{name}-{os.getpid()}@%h"
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.proc = subprocess.Popen(
+        super().__init__(
             [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "orderproj",
                 "worker",
                 "--loglevel",
                 "INFO",
@@ -157,11 +160,8 @@ class WorkerProcess(ChildProcess):
                 "--without-gossip",
                 "--without-mingle",
             ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            env,
+            log_path=log_path,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -187,27 +187,7 @@ class BeatProcess(ChildProcess):
     """`celery beat` with the database scheduler, as a child process."""
 
     def __init__(self, env: dict[str, str], *, log_path: Path):
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "orderproj",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--pidfile",
-                "",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        super().__init__(["beat", "--loglevel", "INFO", "--pidfile", ""], env, log_path=log_path)
 
 
 def queue_length(queue: str = "celery") -> int:
