@@ -19,6 +19,7 @@ WORKFLOW_TEST_SETTINGS = {
     "ORDER_PAYMENT_RETRY_BASE_SECONDS": 0.1,
     "ORDER_PAYMENT_RETRY_MAX_DELAY": 2.0,
     "PAYMENT_READ_TIMEOUT": 1.0,
+    "ORDER_SHIP_RETRY_BASE_SECONDS": 0.3,
 }
 # The simulator holds a "timed out" answer this long: past the client's read timeout.
 PAYMENT_SIM_TIMEOUT_DELAY_MS = 2500

@@ -106,7 +106,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tuning",
         default="",
         metavar="NAMES",
-        help="what-if settings for every process: bench/tuned_settings.py (e.g. reuse_db)",
+        help="what-if settings for every process: bench/tuned_settings.py (e.g. no_health_checks)",
     )
     add("--broker-url", help="use this Redis instead of a private redis-server")
     add("--fresh-db", action="store_true", help="drop and re-create the bench database")

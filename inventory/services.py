@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Product
-from inventory.lock_objects import stock_levels_for_update
+from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import StockLevel
 from inventory.warehouse import SkuLevel
 from orderproj.errors import Conflict, DomainError
@@ -46,19 +46,51 @@ class StockInvariantViolation(DomainError):
     status_code = 500
 
 
-def _save(rows: Iterable[StockLevel], fields: list[str]) -> None:
-    """One UPDATE for all locked rows (bulk_update does not run auto_now itself)."""
-    rows = list(rows)
-    now = timezone.now()
-    for row in rows:
-        row.updated_at = now
-    StockLevel.objects.bulk_update(rows, [*fields, "updated_at"])
+# One statement per stock transition: the order's rows are locked in ascending product id
+# order (lock_objects.stock_lock_cte), then each is changed only where its guard holds, and
+# the rows changed are returned, so the caller learns which lines held. Works on PostgreSQL
+# and SQLite (UPDATE ... FROM, RETURNING).
+_TRANSITION_SQL = """
+WITH {lock}line(pid, quantity, new_on_hand, new_version) AS (VALUES {rows})
+UPDATE inventory_stocklevel AS s SET {assignments}, updated_at = %s
+FROM line
+WHERE s.product_id = line.pid AND {guard}{only_locked}
+RETURNING product_id
+"""
+_LINE = "(CAST(%s AS bigint), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS bigint))"
 
 
-def _locked(quantities: Mapping[int, int]) -> dict[int, StockLevel]:
+def _change(
+    quantities: Mapping[int, int],
+    *,
+    assignments: str,
+    guard: str,
+    levels: Mapping[int, SkuLevel] | None = None,
+) -> set[int]:
+    """Apply `assignments` to the stock row of every line whose `guard` holds (SQL over the
+    row `s` and its `line`: quantity, and new_on_hand/new_version from `levels` or NULL);
+    returns the product ids changed."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock transitions must run inside a transaction")
-    return {level.product_id: level for level in stock_levels_for_update(quantities)}
+    lock, lock_params = stock_lock_cte(quantities)
+    params: list = []
+    for product_id, quantity in sorted(quantities.items()):
+        level = (levels or {}).get(product_id)
+        params += [
+            product_id,
+            quantity,
+            *((level.on_hand, level.version) if level else (None, None)),
+        ]
+    sql = _TRANSITION_SQL.format(
+        lock=f"{lock}, " if lock else "",
+        rows=", ".join([_LINE] * len(quantities)),
+        assignments=assignments,
+        guard=guard,
+        only_locked=" AND s.product_id IN (SELECT product_id FROM locked)" if lock else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*lock_params, *params, timezone.now()])
+        return {product_id for (product_id,) in cursor.fetchall()}
 
 
 def stock_reserve(*, quantities: Mapping[int, int]) -> None:
@@ -67,18 +99,22 @@ def stock_reserve(*, quantities: Mapping[int, int]) -> None:
     Raises InsufficientStock (naming every short line) and changes nothing otherwise.
     Runs in the caller's transaction; rows locked in ascending product id order.
     """
-    levels = _locked(quantities)
-    shortages = []
-    for product_id, quantity in sorted(quantities.items()):
-        level = levels.get(product_id)
-        available = level.on_hand - level.reserved - level.committed if level else 0
-        if available < quantity:
-            shortages.append(Shortage(product_id, quantity, max(available, 0)))
-    if shortages:
-        raise InsufficientStock(shortages)
-    for product_id, quantity in quantities.items():
-        levels[product_id].reserved += quantity
-    _save(levels.values(), ["reserved"])
+    reserved = _change(
+        quantities,
+        assignments="reserved = s.reserved + line.quantity",
+        guard="s.available >= line.quantity",
+    )
+    if len(reserved) == len(quantities):
+        return
+    if reserved:  # some lines held and others did not: give those back
+        _move({pid: quantities[pid] for pid in reserved}, take_from="reserved")
+    short = {pid: q for pid, q in quantities.items() if pid not in reserved}
+    available = dict(
+        StockLevel.objects.filter(product_id__in=short).values_list("product_id", "available")
+    )
+    raise InsufficientStock(
+        [Shortage(pid, q, max(available.get(pid, 0), 0)) for pid, q in sorted(short.items())]
+    )
 
 
 def stock_release(*, quantities: Mapping[int, int]) -> None:
@@ -97,18 +133,27 @@ def stock_release_committed(*, quantities: Mapping[int, int]) -> None:
 
 
 def _move(quantities: Mapping[int, int], *, take_from: str, give_to: str | None = None) -> None:
-    levels = _locked(quantities)
-    for product_id, quantity in quantities.items():
-        level = levels.get(product_id)
-        held = getattr(level, take_from) if level else 0
-        if held < quantity:
-            raise StockInvariantViolation(
-                f"product {product_id}: {take_from} is {held}, cannot take {quantity}"
+    assignments = f"{take_from} = s.{take_from} - line.quantity"
+    if give_to:
+        assignments += f", {give_to} = s.{give_to} + line.quantity"
+    moved = _change(quantities, assignments=assignments, guard=f"s.{take_from} >= line.quantity")
+    _raise_unless_all(quantities, moved, held=take_from)
+
+
+def _raise_unless_all(quantities: Mapping[int, int], changed: set[int], *, held: str) -> None:
+    """A line whose units were not held: the caller's transaction must roll back (it does, as
+    this propagates), since the other lines may have changed."""
+    missing = sorted(set(quantities) - changed)
+    if missing:
+        found = dict(
+            StockLevel.objects.filter(product_id__in=missing).values_list("product_id", held)
+        )
+        raise StockInvariantViolation(
+            "; ".join(
+                f"product {pid}: {held} is {found.get(pid, 0)}, cannot take {quantities[pid]}"
+                for pid in missing
             )
-        setattr(level, take_from, held - quantity)
-        if give_to:
-            setattr(level, give_to, getattr(level, give_to) + quantity)
-    _save(levels.values(), [take_from, *([give_to] if give_to else [])])
+        )
 
 
 def stock_set_from_warehouse(*, product_id: int, on_hand: int, version: int) -> bool:
@@ -129,19 +174,18 @@ def stock_ship(*, quantities: Mapping[int, int], levels: Mapping[int, SkuLevel])
     """The warehouse shipped an order: `committed -= q`, and each product's `on_hand` and
     `version` from the shipment's answer by compare-and-set (a newer snapshot may already
     have applied them). Runs in the caller's transaction, which must make it happen once."""
-    locked = _locked(quantities)
-    for product_id, quantity in quantities.items():
-        row = locked.get(product_id)
-        if row is None or row.committed < quantity:
-            raise StockInvariantViolation(
-                f"product {product_id}: committed is {row.committed if row else 0}, "
-                f"cannot ship {quantity}"
-            )
-        row.committed -= quantity
-        level = levels.get(product_id)
-        if level is not None and level.version > row.version:
-            row.on_hand, row.version = level.on_hand, level.version
-    _save(locked.values(), ["committed", "on_hand", "version"])
+    newer = "line.new_version > s.version"
+    shipped = _change(
+        quantities,
+        assignments=(
+            "committed = s.committed - line.quantity, "
+            f"on_hand = CASE WHEN {newer} THEN line.new_on_hand ELSE s.on_hand END, "
+            f"version = CASE WHEN {newer} THEN line.new_version ELSE s.version END"
+        ),
+        guard="s.committed >= line.quantity",
+        levels=levels,
+    )
+    _raise_unless_all(quantities, shipped, held="committed")
 
 
 @dataclass
@@ -156,12 +200,12 @@ class BatchResult:
 # One statement applies a whole batch by compare-and-set: only rows whose stored version is
 # older than the reported one change. Works on PostgreSQL and SQLite (UPDATE ... FROM).
 _APPLY_SQL = """
-WITH incoming(sku, on_hand, version) AS (VALUES {rows})
+WITH incoming(sku, new_on_hand, new_version) AS (VALUES {rows})
 UPDATE inventory_stocklevel AS s
-SET on_hand = incoming.on_hand, version = incoming.version, updated_at = %s
+SET on_hand = incoming.new_on_hand, version = incoming.new_version, updated_at = %s
 FROM incoming JOIN catalog_product AS p ON p.sku = incoming.sku
-WHERE s.product_id = p.id AND s.version < incoming.version
-RETURNING s.product_id, s.on_hand - s.reserved - s.committed
+WHERE s.product_id = p.id AND s.version < incoming.new_version
+RETURNING product_id, available
 """
 
 

@@ -10,6 +10,8 @@ from functools import lru_cache
 import requests
 from django.conf import settings
 
+from orderproj.http import client_session
+
 
 @dataclass(frozen=True)
 class SkuLevel:
@@ -44,7 +46,7 @@ class WarehouseClient:
     def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float):
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
+        self.session = client_session(self.base_url)
 
     def stock_page(self, *, after: str | None, limit: int) -> StockPage:
         params = {"limit": limit, **({"after": after} if after else {})}

@@ -5,6 +5,9 @@ beat; in web processes they only fire for eager tasks):
   log in the project's format (LOG_FORMAT), like web;
 - a task whose signature takes `order_id` binds that order to every line logged while it
   runs, Celery's own "Task ... succeeded" line included (orderproj.logs);
+- database connections are recycled around every task as Django does around a request
+  (close_old_connections: CONN_MAX_AGE, broken connections), not closed after each one
+  (settings.CELERY_DB_REUSE_MAX);
 - every finished task run counts towards the task metrics (orderproj.ops_state), kept in
   the broker's Redis so /metrics sees all workers' runs whichever process serves it.
 """
@@ -16,6 +19,7 @@ from functools import lru_cache
 from logging.config import dictConfig
 
 from celery import signals
+from django.db import close_old_connections
 
 from orderproj.logs import bind_task_context, clear_task_context
 from orderproj.ops_state import task_metrics_record
@@ -55,6 +59,8 @@ def order_id_of(task, args, kwargs) -> int | None:
 
 @signals.task_prerun.connect
 def task_started(task_id: str, task, args=None, kwargs=None, **_) -> None:
+    if not task.request.is_eager:  # an eager task runs inside its caller's request
+        close_old_connections()
     _started[task_id] = time.monotonic()
     bind_task_context(
         task_id=task_id, task_name=task.name, order_id=order_id_of(task, args, kwargs)
@@ -63,6 +69,7 @@ def task_started(task_id: str, task, args=None, kwargs=None, **_) -> None:
 
 @signals.task_postrun.connect
 def task_finished(task_id: str, task, state: str | None = None, **_) -> None:
+    eager = task.request.is_eager
     started = _started.pop(task_id, None)
     try:
         if started is not None:
@@ -73,3 +80,5 @@ def task_finished(task_id: str, task, state: str | None = None, **_) -> None:
             )
     finally:
         clear_task_context()
+        if not eager:
+            close_old_connections()

@@ -258,7 +258,14 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Task events (three broker messages per task) only when something watches them: Flower turns
+# them on at run time (`enable_events`), or set this for another monitor.
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
+# Workers keep database connections across tasks, as web keeps them across requests: Django's
+# CONN_MAX_AGE and CONN_HEALTH_CHECKS decide (close_old_connections around every task, in
+# orderproj/celery_signals.py). Without this, Celery's Django fixup closes them after every
+# task, and each task pays for a new PostgreSQL session.
+CELERY_DB_REUSE_MAX = 2**62
 # django-celery-beat's DatabaseScheduler, recording a heartbeat every tick for /api/health/.
 CELERY_BEAT_SCHEDULER = "orderproj.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"

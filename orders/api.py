@@ -236,7 +236,6 @@ class OrderViewSet(
         incoming = OrderCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         order = services.order_create(customer=request.user, items=incoming.validated_data["items"])
-        order = self.get_queryset().get(pk=order.pk)
         body = JSONRenderer().render(OrderSerializer(order).data).decode()
         location = request.build_absolute_uri(f"/api/orders/{order.pk}/")
         return idempotency.Answer(status.HTTP_202_ACCEPTED, body, {"Location": location}), order

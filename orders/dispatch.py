@@ -45,11 +45,17 @@ def publisher() -> Celery:
 
 
 def publish(
-    task: str, *, args: list[Any], kwargs: dict[str, Any] | None = None, order_id: int | None = None
+    task: str,
+    *,
+    args: list[Any],
+    kwargs: dict[str, Any] | None = None,
+    countdown: float | None = None,
+    order_id: int | None = None,
 ) -> bool:
-    """Publish one task; False (logged) when the broker did not take it in time."""
+    """Publish one task (to run `countdown` seconds from now, if given); False (logged) when
+    the broker did not take it in time."""
     try:
-        publisher().send_task(task, args=args, kwargs=kwargs)
+        publisher().send_task(task, args=args, kwargs=kwargs, countdown=countdown)
     except Exception as exc:
         logger.warning(
             "could not publish %s (%s: %s); the reconciler will retry",
@@ -73,6 +79,15 @@ def enqueue_order_processing(order_id: int, *, attempts_before: int = 0) -> bool
     )
 
 
-def enqueue_order_fulfilment(order_id: int) -> bool:
-    """Publish the push of a confirmed order to the warehouse."""
-    return publish(FULFIL_ORDER, args=[order_id], order_id=order_id)
+def enqueue_order_fulfilment(
+    order_id: int, *, attempts_before: int = 0, countdown: float | None = None
+) -> bool:
+    """Publish the push of a confirmed order to the warehouse; `attempts_before` counts the
+    pushes made already, so that the retry budget stays bounded."""
+    return publish(
+        FULFIL_ORDER,
+        args=[order_id],
+        kwargs={"attempts_before": attempts_before} if attempts_before else None,
+        countdown=countdown,
+        order_id=order_id,
+    )

@@ -153,6 +153,7 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
     if payment.status == PaymentStatus.CAPTURED:
         if order_confirm(order=order, payment=payment):
             report.confirmed += 1
+            enqueue_order_fulfilment(order.pk)
     elif payment.status == PaymentStatus.DECLINED:
         if order_fail(
             order=order,

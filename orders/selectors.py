@@ -1,18 +1,28 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum, prefetch_related_objects
 
 from inventory.models import StockLevel
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
+
+# An order's lines with their products: what the API shows and the workflow works from.
+LINES_WITH_PRODUCTS = Prefetch("lines", queryset=OrderLine.objects.select_related("product"))
 
 
 def order_list(*, user) -> QuerySet[Order]:
     """Orders a user may see: their own; staff see every order."""
     orders = Order.objects.select_related("payment", "customer").prefetch_related(
-        Prefetch("lines", queryset=OrderLine.objects.select_related("product"))
+        LINES_WITH_PRODUCTS
     )
     return orders if user.is_staff else orders.filter(customer=user)
+
+
+def order_lines(order: Order) -> list[OrderLine]:
+    """The order's lines with their products, read once per Order instance (none when the
+    instance was loaded or created with them)."""
+    prefetch_related_objects([order], LINES_WITH_PRODUCTS)
+    return list(order.lines.all())
 
 
 def order_logs(*, order: Order) -> QuerySet[OrderLog]:

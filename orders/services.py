@@ -27,8 +27,9 @@ from inventory.services import (
 )
 from inventory.warehouse import Shipment
 from orderproj.errors import Conflict, DomainError
-from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
+from orders.dispatch import enqueue_order_processing
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
+from orders.selectors import order_lines
 from payments.models import Payment
 from payments.services import (
     payment_create,
@@ -167,39 +168,48 @@ def _transition(
 
 
 def _quantities(order: Order) -> dict[int, int]:
-    return dict(order.lines.values_list("product_id", "quantity"))
+    return {line.product_id: line.quantity for line in order_lines(order)}
 
 
 @transaction.atomic
 def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
     """Persist an order, its lines (prices snapshotted), its pending payment and the first
     log entry in one transaction; processing is enqueued after commit. Not idempotent by
-    itself (see the API's Idempotency-Key)."""
+    itself (see the API's Idempotency-Key). Returns the order with its lines prefetched."""
     product_ids = [item.product_id for item in items]
-    products = Product.objects.filter(pk__in=product_ids, is_active=True).only("id", "price")
-    prices = {p.id: p.price for p in products}
-    unknown = sorted(set(product_ids) - set(prices))
+    products = {
+        p.id: p
+        for p in Product.objects.filter(pk__in=product_ids, is_active=True).only(
+            "id", "sku", "price"
+        )
+    }
+    unknown = sorted(set(product_ids) - set(products))
     if unknown:
         raise InvalidOrderItems(
             details={"items": [f"Unknown or inactive product id {pid}." for pid in unknown]}
         )
-    total = sum((prices[i.product_id] * i.quantity for i in items), Decimal("0.00"))
+    total = sum((products[i.product_id].price * i.quantity for i in items), Decimal("0.00"))
     order = Order(customer=customer, total=total, currency=settings.ORDER_CURRENCY)
     order.payment = payment_create(
         reference=f"order:{order.uid}", amount=total, currency=order.currency
     )
     order.save()
-    OrderLine.objects.bulk_create(
+    lines = OrderLine.objects.bulk_create(
         [
             OrderLine(
                 order=order,
-                product_id=i.product_id,
+                product=products[i.product_id],
                 quantity=i.quantity,
-                unit_price=prices[i.product_id],
+                unit_price=products[i.product_id].price,
             )
-            for i in items
+            for i in sorted(items, key=lambda i: i.product_id)  # OrderLine.Meta.ordering
         ]
     )
+    # The order is returned as created, lines and products included, so that the caller can
+    # answer with it without reading back what it has just written.
+    prefetched = order.lines.all()
+    prefetched._result_cache, prefetched._prefetch_done = lines, True
+    order._prefetched_objects_cache = {"lines": prefetched}
     order_log(
         order=order,
         event="created",
@@ -234,7 +244,7 @@ def order_confirm(*, order: Order, payment: Payment) -> bool:
     """reserved -> confirmed after the charge was captured: reserved units become committed.
     Returns False if it was already confirmed, or, with `order.status` telling which, if it
     was cancelled or failed while the charge was on its way (the caller refunds the capture).
-    Safe to run twice."""
+    The caller pushes the confirmed order to the warehouse. Safe to run twice."""
     try:
         moved = _transition(
             order,
@@ -250,7 +260,6 @@ def order_confirm(*, order: Order, payment: Payment) -> bool:
     if not moved:
         return False
     stock_confirm(quantities=_quantities(order))
-    transaction.on_commit(lambda: enqueue_order_fulfilment(order.pk))
     return True
 
 
@@ -291,8 +300,7 @@ def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
     stays cancelled: its units were already released, so only the warehouse's new levels are
     recorded, and the event logged.
     """
-    lines = list(order.lines.values_list("product_id", "product__sku", "quantity"))
-    product_of = {sku: product_id for product_id, sku, _ in lines}
+    product_of = {line.product.sku: line.product_id for line in order_lines(order)}
     levels = {product_of[lvl.sku]: lvl for lvl in shipment.levels if lvl.sku in product_of}
     try:
         moved = _transition(
@@ -320,5 +328,5 @@ def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
         return False
     if not moved:
         return False
-    stock_ship(quantities={pid: quantity for pid, _, quantity in lines}, levels=levels)
+    stock_ship(quantities=_quantities(order), levels=levels)
     return True

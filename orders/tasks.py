@@ -40,10 +40,11 @@ def process_order(self, order_id: int, attempts_before: int = 0) -> None:
 
 
 @shared_task(bind=True, name=FULFIL_ORDER, **DATABASE_ERRORS)
-def fulfil_order(self, order_id: int) -> None:
-    """Push a confirmed order to the warehouse; the workflow bounds the retries."""
+def fulfil_order(self, order_id: int, attempts_before: int = 0) -> None:
+    """Push a confirmed order to the warehouse; the workflow bounds the retries.
+    `attempts_before` counts the pushes made before this task (by process_order)."""
     try:
-        step = order_ship(order_id=order_id, attempt=self.request.retries)
+        step = order_ship(order_id=order_id, attempt=attempts_before + self.request.retries)
     except Order.DoesNotExist:
         logger.error(
             "order %s does not exist; nothing to ship", order_id, extra={"order_id": order_id}

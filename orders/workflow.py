@@ -1,7 +1,9 @@
 """The order saga (docs/DESIGN.md, "Processing workflow") as a plain service: one call
-advances an order as far as it can and says whether and when to call again. Celery runs it
-(orders.tasks.process_order); tests call it directly. Resumable from any state and safe to
-run twice, also concurrently: every step is a guarded transition."""
+advances an order as far as it can (reserve, charge, confirm, push to the warehouse) and says
+whether and when to call again. Celery runs it (orders.tasks.process_order, and
+orders.tasks.fulfil_order for a push the warehouse did not answer); tests call it directly.
+Resumable from any state and safe to run twice, also concurrently: every step is a guarded
+transition."""
 
 import logging
 import random
@@ -11,7 +13,9 @@ from django.conf import settings
 
 from inventory.services import InsufficientStock
 from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_warehouse
+from orders.dispatch import enqueue_order_fulfilment
 from orders.models import FailureReason, Order, OrderStatus
+from orders.selectors import LINES_WITH_PRODUCTS, order_lines
 from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
 from payments.models import PaymentStatus
 from payments.services import PaymentInDoubt, payment_charge, payment_lookup, payment_refund
@@ -60,19 +64,30 @@ def _retry_later(
 
 
 def order_process(*, order_id: int, attempt: int = 0) -> Step:
-    """Advance the order: reserve, charge, confirm (or fail and compensate).
+    """Advance the order: reserve, charge, confirm (or fail and compensate), then push it to
+    the warehouse; a push the warehouse does not answer goes on in orders.fulfil_order.
 
     `attempt` counts the calls so far that asked to be retried (Celery's request.retries).
-    No transaction is held across the payment call.
+    No transaction is held across the payment or the warehouse call.
     """
-    order = Order.objects.select_related("payment").get(pk=order_id)
+    order = (
+        Order.objects.select_related("payment")
+        .prefetch_related(LINES_WITH_PRODUCTS)
+        .get(pk=order_id)
+    )
     if order.status == OrderStatus.PENDING:
         step = _reserve(order, attempt)
         if step is not None:
             return step
     if order.status == OrderStatus.RESERVED:
-        return _pay(order)
-    if order.status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
+        step = _pay(order)
+        if not step.done:
+            return step
+    if order.status == OrderStatus.CONFIRMED:
+        step = _ship(order, attempt=0)
+        if not step.done:  # the warehouse did not answer: its own task retries the push
+            enqueue_order_fulfilment(order.pk, attempts_before=1, countdown=step.retry_in)
+    elif order.status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
         _refund_if_captured(order)
     return DONE
 
@@ -141,9 +156,8 @@ def _pay(order: Order) -> Step:
             return DONE
 
     if payment.status == PaymentStatus.CAPTURED:
-        if order_confirm(order=order, payment=payment) or order.status == OrderStatus.CONFIRMED:
-            return DONE
-        _refund_if_captured(order)  # it was cancelled or expired while we were charging
+        # If it was cancelled or expired while we were charging, the caller refunds.
+        order_confirm(order=order, payment=payment)
     elif payment.status == PaymentStatus.DECLINED:
         order_fail(
             order=order,
@@ -204,10 +218,14 @@ def order_ship(*, order_id: int, attempt: int = 0) -> Step:
     """Push a confirmed order to the warehouse (idempotent there by order uid) and record the
     shipment. Retried with backoff while the warehouse gives no answer; a refusal (unknown SKU,
     not enough stock there) is logged and left for an operator. Safe to run twice."""
-    order = Order.objects.get(pk=order_id)
+    order = Order.objects.prefetch_related(LINES_WITH_PRODUCTS).get(pk=order_id)
     if order.status != OrderStatus.CONFIRMED:
         return DONE
-    lines = list(order.lines.values_list("product__sku", "quantity"))
+    return _ship(order, attempt=attempt)
+
+
+def _ship(order: Order, *, attempt: int) -> Step:
+    lines = [(line.product.sku, line.quantity) for line in order_lines(order)]
     try:
         shipment = get_warehouse().ship(order_id=str(order.uid), lines=lines)
     except WarehouseUnavailable as exc:

@@ -12,6 +12,8 @@ from functools import lru_cache
 import requests
 from django.conf import settings
 
+from orderproj.http import client_session
+
 
 @dataclass(frozen=True)
 class ProviderCharge:
@@ -32,10 +34,7 @@ class PaymentGateway:
     def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float):
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = client_session(self.base_url)
 
     def create_charge(
         self, *, idempotency_key: str, amount: Decimal, currency: str, reference: str

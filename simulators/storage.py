@@ -1,20 +1,21 @@
 """SQLite storage shared by the simulators: connections, write transactions, stored config.
 
-Several gunicorn worker processes, each with several threads, serve the same file, so every
-request gets its own connection (opened lazily, closed at the end of the request), the file
-runs in WAL mode so readers never block the writer, and every write happens inside
-`BEGIN IMMEDIATE`, which takes the write lock up front: a read-then-write cannot be
-interleaved with another writer, and lock waits are handled by `busy_timeout` instead of
-failing with SQLITE_BUSY half way through.
+Several gunicorn worker processes, each with several threads, serve the same file, so each
+thread keeps its own connection (opened on its first request, left with no transaction open
+at the end of each), the file runs in WAL mode so readers never block the writer, and every
+write happens inside `BEGIN IMMEDIATE`, which takes the write lock up front: a read-then-write
+cannot be interleaved with another writer, and lock waits are handled by `busy_timeout`
+instead of failing with SQLITE_BUSY half way through.
 """
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask, g
+from flask import Flask
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -77,18 +78,21 @@ def init_database(db_path: str, schema: str, defaults: dict[str, Any]) -> None:
 
 
 def install_request_connection(app: Flask, db_path: str) -> Callable[[], sqlite3.Connection]:
-    """Give each request its own connection; returns the getter the views use."""
+    """Give each serving thread its own connection, kept across its requests (opening one
+    costs more than most requests here); returns the getter the views use."""
+    local = threading.local()
 
     def get_db() -> sqlite3.Connection:
-        if "db" not in g:
-            g.db = connect(db_path)
-        return g.db
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(db_path)
+        return conn
 
     @app.teardown_appcontext
-    def close_db(_exc: BaseException | None) -> None:
-        conn = g.pop("db", None)
-        if conn is not None:
-            conn.close()
+    def end_request(_exc: BaseException | None) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is not None and conn.in_transaction:
+            conn.execute("ROLLBACK")  # never carry a transaction into the next request
 
     return get_db
 

@@ -66,10 +66,13 @@ def test_a_stale_snapshot_applied_after_the_shipment_answer_changes_nothing(
     from orders.tests.helpers import place_order, run_to_completion
     from orders.workflow import order_ship
 
-    # given: 10 units on both sides; an order for 3 is confirmed (committed 3)
+    # given: 10 units on both sides; an order for 3 is confirmed (committed 3), its push to
+    # the warehouse unanswered for now
     product = product_in_warehouse(warehouse_sim, 10)
     order = place_order(customer, (product.id, 3))
+    warehouse_sim.configure(error_rate=1.0)
     run_to_completion(order.id)
+    warehouse_sim.configure(error_rate=0.0)
     assert level(product) == (10, 1, 0, 3)
     # a snapshot taken now, before the shipment
     stale_page = get_warehouse().stock_page(after=None, limit=100)

@@ -2,8 +2,9 @@
 way the task does, and read back what an operator would see."""
 
 from orders.models import Order
-from orders.services import OrderItem, order_create
+from orders.services import OrderItem, order_confirm, order_create, order_reserve
 from orders.workflow import order_process
+from payments.services import payment_charge
 
 
 def place_order(customer, *lines: tuple[int, int]) -> Order:
@@ -22,6 +23,15 @@ def run_to_completion(order_id: int, *, max_calls: int = 20) -> list[float]:
             return delays
         delays.append(step.retry_in)
     raise AssertionError(f"order {order_id} still not done after {max_calls} calls")
+
+
+def confirm_order(order_id: int) -> Order:
+    """Reserve, charge and confirm the order as the workflow does, stopping before its push to
+    the warehouse (which order_process makes next)."""
+    order = Order.objects.select_related("payment").get(pk=order_id)
+    order_reserve(order=order)
+    assert order_confirm(order=order, payment=payment_charge(payment=order.payment))
+    return order
 
 
 def log_events(order: Order) -> list[tuple[str, str, str]]:

@@ -10,15 +10,14 @@ from inventory.sync import warehouse_sync
 from inventory.tests.factories import product_in_warehouse
 from orders.models import Order
 from orders.selectors import stock_discrepancies
-from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.tests.helpers import confirm_order, log_events, place_order, run_to_completion
 from orders.workflow import order_ship
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def confirmed_order(customer, product, quantity: int) -> Order:
-    order = place_order(customer, (product.id, quantity))
-    run_to_completion(order.id)
+    order = confirm_order(place_order(customer, (product.id, quantity)).id)
     order.refresh_from_db()
     assert order.status == "confirmed"
     return order

@@ -110,6 +110,31 @@ def test_never_restocked_fails_out_of_stock_after_growing_delays(
     assert all(w >= p * 0.95 for w, p in zip(waited, planned, strict=True)), (waited, planned)
 
 
+def test_a_push_the_warehouse_does_not_answer_is_shipped_by_the_fulfilment_task(
+    customer_client, payment_sim, warehouse_sim
+):
+    # given: the warehouse answers nothing
+    product = product_in_warehouse(warehouse_sim, 5)
+    warehouse_sim.configure(error_rate=1.0)
+
+    # when: an order is processed, and the warehouse comes back after the first push failed
+    order_id = post_order(customer_client, (product.id, 2))
+    wait_for(
+        lambda: Order.objects.get(pk=order_id).logs.filter(event="shipment_retry").exists(),
+        timeout=30,
+        message="the first push to fail",
+    )
+    warehouse_sim.configure(error_rate=0.0)
+
+    # then: orders.fulfil_order pushes it again, counting the first push, and it ships once
+    order = wait_for_status(order_id, "fulfilled")
+    retries = list(order.logs.filter(event="shipment_retry").order_by("id"))
+    assert [r.data["attempt"] for r in retries] == list(range(1, len(retries) + 1))
+    assert log_events(order)[-1] == ("confirmed", "fulfilled", "fulfilled")
+    assert warehouse_sim.shipments()["count"] == 1
+    assert StockLevel.objects.get(product=product).committed == 0
+
+
 def test_5xx_is_retried_by_the_worker_and_charged_once(customer_client, payment_sim, warehouse_sim):
     payment_sim.script("error")
     product = product_in_warehouse(warehouse_sim, 3)

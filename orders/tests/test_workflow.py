@@ -4,7 +4,7 @@ import pytest
 
 from inventory.models import StockLevel
 from inventory.services import stock_set_from_warehouse
-from inventory.tests.factories import product_with_stock
+from inventory.tests.factories import product_in_warehouse, product_with_stock
 from orders.models import Order
 from orders.services import IllegalTransition, order_confirm
 from orders.tests.helpers import log_events, place_order, run_to_completion
@@ -19,9 +19,11 @@ def stock(product) -> StockLevel:
     return StockLevel.objects.get(product=product)
 
 
-def test_in_stock_order_is_reserved_charged_and_confirmed(customer, payment_sim):
+def test_in_stock_order_is_reserved_charged_confirmed_and_shipped(
+    customer, payment_sim, warehouse_sim
+):
     # given
-    product = product_with_stock(10, price="12.50")
+    product = product_in_warehouse(warehouse_sim, 10, price="12.50")
     order = place_order(customer, (product.id, 4))
 
     # when
@@ -30,14 +32,16 @@ def test_in_stock_order_is_reserved_charged_and_confirmed(customer, payment_sim)
     # then
     order.refresh_from_db()
     assert delays == []
-    assert order.status == "confirmed"
+    assert order.status == "fulfilled"
     assert log_events(order) == [
         ("", "pending", "created"),
         ("pending", "reserved", "reserved"),
         ("reserved", "confirmed", "confirmed"),
+        ("confirmed", "fulfilled", "fulfilled"),
     ]
     level = stock(product)
-    assert (level.on_hand, level.reserved, level.committed, level.available) == (10, 0, 4, 6)
+    assert (level.on_hand, level.reserved, level.committed, level.available) == (6, 0, 0, 6)
+    assert warehouse_sim.stock()[product.sku] == (6, 2)
     charge = payment_sim.charge(order.payment.idempotency_key)
     assert charge["status"] == "captured" and charge["amount"] == "50.00"
     assert order.payment.status == "captured"
@@ -135,12 +139,17 @@ def test_restocked_within_the_retry_window_is_confirmed(customer, payment_sim):
     assert stock(product).committed == 2
 
 
-def test_running_the_workflow_again_changes_nothing(customer, payment_sim):
-    # given: a confirmed order
-    product = product_with_stock(5)
+def test_running_the_workflow_again_changes_nothing(customer, payment_sim, warehouse_sim):
+    # given: a fulfilled order
+    product = product_in_warehouse(warehouse_sim, 5)
     order = place_order(customer, (product.id, 2))
     run_to_completion(order.id)
-    before = (log_events(order), stock(product).committed, payment_sim.stats()["charge_requests"])
+    before = (
+        log_events(order),
+        stock(product).on_hand,
+        payment_sim.stats()["charge_requests"],
+        warehouse_sim.shipments()["count"],
+    )
 
     # when: the task runs again (a duplicate or redelivered message)
     assert order_process(order_id=order.id, attempt=0).done
@@ -148,11 +157,12 @@ def test_running_the_workflow_again_changes_nothing(customer, payment_sim):
 
     # then
     order.refresh_from_db()
-    assert order.status == "confirmed"
+    assert order.status == "fulfilled"
     assert (
         log_events(order),
-        stock(product).committed,
+        stock(product).on_hand,
         payment_sim.stats()["charge_requests"],
+        warehouse_sim.shipments()["count"],
     ) == before
 
 
