@@ -136,7 +136,7 @@ class StackConfig:
     access_log: bool = True  # as in the Procfile
     workers: int = 1  # celery worker processes (each with its own pool)
     worker_pool: str = "prefork"  # prefork | threads | solo
-    worker_concurrency: int = 4
+    worker_concurrency: int = 16
     sim_workers: int = 2
     sim_threads: int = 32
     log_level: str = "INFO"

@@ -50,7 +50,7 @@ def make_run(tmp_path):
         start_new_session=True,
     )
     try:
-        yield proc, port, marker, log
+        yield proc, port, marker, log, env
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -65,7 +65,7 @@ def log_text(log) -> str:
 
 @pytest.mark.slow
 def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
-    proc, port, marker, log = make_run
+    proc, port, marker, log, env = make_run
     base = f"http://127.0.0.1:{port}"
 
     def healthy():
@@ -140,6 +140,21 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
     output = log_text(log)
     assert f"[order {answer['id']}] order {answer['id']} fulfilled" in output
     assert '{"level"' not in output
+
+    # and a warehouse sync run from the command line succeeds on the embedded database
+    def sync_succeeded() -> bool:
+        sync = subprocess.run(
+            [".venv/bin/python", "manage.py", "sync_warehouse"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sync.returncode == 0, sync.stdout + sync.stderr
+        return ": succeeded in " in sync.stdout  # else skipped: beat's run held the lease
+
+    wait_for(sync_succeeded, timeout=60, interval=1, message="a warehouse sync to succeed")
 
     # when: stopped as a supervisor or Ctrl-C would
     os.kill(proc.pid, signal.SIGTERM)
