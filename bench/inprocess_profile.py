@@ -4,8 +4,8 @@ thread's own CPU clock (time.thread_time), so a busy machine does not distort it
     .venv/bin/python -m bench.inprocess_profile --orders 300
 
 Each order is created through the API (Django test client with token auth: the whole
-middleware and DRF stack, not gunicorn), processed (order_process: reserve, charge, confirm)
-and shipped (order_ship), exactly as the tasks call them; the simulators answer over HTTP from
+middleware and DRF stack, not gunicorn) and processed (order_process: reserve, charge,
+confirm, push to the warehouse), exactly as the task calls it; the simulators answer over HTTP from
 a thread of this process (their CPU is not in the figures). Publishing to Celery is stubbed
 (its cost shows in `make bench --profile`). Logging stays as configured (JSON, INFO), written to
 a file. Uses its own database (BENCH_PROFILE_DATABASE_URL, default orderproj_bench_profile).
@@ -28,7 +28,7 @@ from pathlib import Path
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ("api_create", "process_order", "fulfil_order")
+STEPS = ("api_create", "process_order")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     from rest_framework.test import APIClient
 
     from bench.scenarios import SCENARIOS, seed
-    from orders.workflow import order_process, order_ship
+    from orders.workflow import order_process
 
     call_command("migrate", verbosity=0)
     user, _ = get_user_model().objects.get_or_create(username="bench-customer")
@@ -135,8 +135,6 @@ def main(argv: list[str] | None = None) -> None:
             order_id = response.json()["id"]
             with contextlib.nullcontext() if warm else measured("process_order"):
                 order_process(order_id=order_id)
-            with contextlib.nullcontext() if warm else measured("fulfil_order"):
-                order_ship(order_id=order_id)
     sims.shutdown()
 
     report = io.StringIO()
