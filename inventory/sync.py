@@ -61,6 +61,9 @@ def warehouse_sync(
         logger.info("warehouse sync %s skipped: %s", run.pk, run.error)
         return run
 
+    # Its time starts when it holds the lease: runs never overlap, and their records show it.
+    run.started_at = timezone.now()
+    run.save(update_fields=["started_at"])
     # We hold the lease, so any other run still marked running died without finishing.
     WarehouseSyncRun.objects.filter(status=SyncStatus.RUNNING).exclude(pk=run.pk).update(
         status=SyncStatus.FAILED,
