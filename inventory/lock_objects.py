@@ -19,17 +19,21 @@ def stock_levels_for_update(product_ids: Iterable[int]) -> QuerySet[StockLevel]:
 
 
 def stock_lock_cte(product_ids: Iterable[int]) -> tuple[str, list[int]]:
-    """For a raw statement that changes stock rows: a CTE named `locked` (product_id) that
-    locks them in ascending product id order, and its parameters; the statement must only
-    change rows that are in `locked`. Every row it changes is then locked before the change,
-    in that order, whatever plan runs it. ("", []) where the database has no row locks
-    (SQLite: its writer lock already serializes whole transactions)."""
-    if not connection.features.has_select_for_update:
-        return "", []
+    """For a raw statement that changes stock rows: the CTE `locked(id, available, reserved,
+    committed)`, which locks the rows in ascending product id order and gives each one's
+    buckets as they are once locked, and its parameters.
+
+    The statement must join each row it changes to `locked` and judge it by `locked`'s
+    values: PostgreSQL then takes every lock through the CTE, in that order, whatever the
+    plan (a row is reached only through a lower id's lock), and never judges a row by the
+    older version its snapshot holds while it waited. SQLite takes no row locks (its writer
+    lock serializes whole transactions), so there the CTE only reads.
+    """
     ids = sorted(set(product_ids))
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
     return (
-        "locked AS MATERIALIZED (SELECT product_id FROM inventory_stocklevel "
-        f"WHERE product_id IN ({', '.join(['%s'] * len(ids))}) "
-        "ORDER BY product_id FOR NO KEY UPDATE)",
+        "locked(id, available, reserved, committed) AS MATERIALIZED ("
+        "SELECT product_id, available, reserved, committed FROM inventory_stocklevel "
+        f"WHERE product_id IN ({', '.join(['%s'] * len(ids))}) ORDER BY product_id{lock})",
         ids,
     )

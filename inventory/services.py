@@ -47,14 +47,14 @@ class StockInvariantViolation(DomainError):
 
 
 # One statement per stock transition: the order's rows are locked in ascending product id
-# order (lock_objects.stock_lock_cte), then each is changed only where its guard holds, and
-# the rows changed are returned, so the caller learns which lines held. Works on PostgreSQL
-# and SQLite (UPDATE ... FROM, RETURNING).
+# order (lock_objects.stock_lock_cte), then each is changed only where its guard, judged on
+# the locked row, holds; the rows changed are returned, so the caller learns which lines
+# held. Works on PostgreSQL and SQLite (UPDATE ... FROM, RETURNING).
 _TRANSITION_SQL = """
-WITH {lock}line(pid, quantity, new_on_hand, new_version) AS (VALUES {rows})
+WITH {locked}, line(pid, quantity, new_on_hand, new_version) AS (VALUES {rows})
 UPDATE inventory_stocklevel AS s SET {assignments}, updated_at = %s
-FROM line
-WHERE s.product_id = line.pid AND {guard}{only_locked}
+FROM line JOIN locked ON locked.id = line.pid
+WHERE s.product_id = line.pid AND {guard}
 RETURNING product_id
 """
 _LINE = "(CAST(%s AS bigint), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS bigint))"
@@ -67,12 +67,15 @@ def _change(
     guard: str,
     levels: Mapping[int, SkuLevel] | None = None,
 ) -> set[int]:
-    """Apply `assignments` to the stock row of every line whose `guard` holds (SQL over the
-    row `s` and its `line`: quantity, and new_on_hand/new_version from `levels` or NULL);
-    returns the product ids changed."""
+    """Apply `assignments` (SQL over the row `s` and its `line`: quantity, and
+    new_on_hand/new_version from `levels` or NULL) to the stock row of every line whose
+    `guard` holds (SQL over `line` and `locked`: the row's buckets once locked); returns the
+    product ids changed."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock transitions must run inside a transaction")
-    lock, lock_params = stock_lock_cte(quantities)
+    if not quantities:
+        return set()
+    locked, lock_params = stock_lock_cte(quantities)
     params: list = []
     for product_id, quantity in sorted(quantities.items()):
         level = (levels or {}).get(product_id)
@@ -82,11 +85,10 @@ def _change(
             *((level.on_hand, level.version) if level else (None, None)),
         ]
     sql = _TRANSITION_SQL.format(
-        lock=f"{lock}, " if lock else "",
+        locked=locked,
         rows=", ".join([_LINE] * len(quantities)),
         assignments=assignments,
         guard=guard,
-        only_locked=" AND s.product_id IN (SELECT product_id FROM locked)" if lock else "",
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*lock_params, *params, timezone.now()])
@@ -99,10 +101,11 @@ def stock_reserve(*, quantities: Mapping[int, int]) -> None:
     Raises InsufficientStock (naming every short line) and changes nothing otherwise.
     Runs in the caller's transaction; rows locked in ascending product id order.
     """
+
     reserved = _change(
         quantities,
         assignments="reserved = s.reserved + line.quantity",
-        guard="s.available >= line.quantity",
+        guard="locked.available >= line.quantity",
     )
     if len(reserved) == len(quantities):
         return
@@ -136,7 +139,9 @@ def _move(quantities: Mapping[int, int], *, take_from: str, give_to: str | None 
     assignments = f"{take_from} = s.{take_from} - line.quantity"
     if give_to:
         assignments += f", {give_to} = s.{give_to} + line.quantity"
-    moved = _change(quantities, assignments=assignments, guard=f"s.{take_from} >= line.quantity")
+    moved = _change(
+        quantities, assignments=assignments, guard=f"locked.{take_from} >= line.quantity"
+    )
     _raise_unless_all(quantities, moved, held=take_from)
 
 
@@ -182,7 +187,7 @@ def stock_ship(*, quantities: Mapping[int, int], levels: Mapping[int, SkuLevel])
             f"on_hand = CASE WHEN {newer} THEN line.new_on_hand ELSE s.on_hand END, "
             f"version = CASE WHEN {newer} THEN line.new_version ELSE s.version END"
         ),
-        guard="s.committed >= line.quantity",
+        guard="locked.committed >= line.quantity",
         levels=levels,
     )
     _raise_unless_all(quantities, shipped, held="committed")

@@ -1,5 +1,7 @@
+import threading
+
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
 
 from inventory.models import StockLevel
 from inventory.services import (
@@ -11,6 +13,7 @@ from inventory.services import (
     stock_set_from_warehouse,
 )
 from inventory.tests.factories import StockLevelFactory
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -45,6 +48,48 @@ def test_reserve_confirm_release_move_units_between_buckets():
 
     (level,) = levels(level)
     assert (level.on_hand, level.reserved, level.committed, level.available) == (10, 0, 3, 7)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_units_released_while_a_reservation_waits_for_the_row_are_reserved():
+    # given: the last unit is held, and its release is under way (row locked, not committed)
+    level = StockLevelFactory(on_hand=1, reserved=1)
+    outcome = {}
+
+    def reserve() -> None:
+        try:
+            with transaction.atomic():
+                stock_reserve(quantities={level.product_id: 1})
+            outcome["reserved"] = True
+        except InsufficientStock as exc:
+            outcome["shortages"] = exc.details["shortages"]
+        finally:
+            connections.close_all()
+
+    waiter = threading.Thread(target=reserve)
+    with transaction.atomic():
+        stock_release(quantities={level.product_id: 1})
+        # when: a reservation starts now (its statement sees the unit held) and waits
+        waiter.start()
+
+        def reservation_waits_on_the_row() -> bool:
+            with connection.cursor() as cursor:
+                # (within a transaction, pg_stat_activity is read from a snapshot)
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%inventory_stocklevel%'"
+                )
+                return cursor.fetchone()[0] == 1
+
+        wait_for(reservation_waits_on_the_row, timeout=10, message="the reservation to wait")
+    # ... and the release commits
+    waiter.join(timeout=10)
+
+    # then: it reserved the released unit, not a false shortage
+    assert outcome == {"reserved": True}
+    (level,) = levels(level)
+    assert (level.reserved, level.available) == (1, 0)
 
 
 def test_a_product_without_a_stock_row_has_nothing_available(db):
