@@ -44,9 +44,15 @@ def audit(*, with_provider: bool = False) -> AuditResult:
     )
     for row in doubles:
         result.violations.append(f"{row['reference']} has {row['captures']} captured charges")
-    kept = Order.objects.filter(status__in=UNPAID_ENDS, payment__status=PaymentStatus.CAPTURED)
+    kept = Order.objects.filter(
+        status__in=UNPAID_ENDS,
+        payment__status__in=[PaymentStatus.CAPTURED, PaymentStatus.REFUND_IN_DOUBT],
+    ).select_related("payment")
     for order in kept:
-        result.violations.append(f"order {order.pk} is {order.status} and keeps a capture")
+        result.violations.append(
+            f"order {order.pk} is {order.status} and keeps a capture"
+            + (" (its refund unanswered)" if order.payment.status != PaymentStatus.CAPTURED else "")
+        )
 
     if with_provider:
         gateway = get_gateway()

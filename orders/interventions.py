@@ -108,6 +108,21 @@ def _refund_for_cancel(*, order: Order, by: str, via: str) -> None:
         raise (RefundUnavailable() if unanswered else RefundRefused()) from exc
 
 
+def order_cancel_after_refund(*, order: Order) -> bool:
+    """Finish a cancellation whose refund got no answer at the time (503 to the canceller)
+    but which the payment service has since said it made: confirmed -> cancelled, committed
+    units released, logged in the name of that canceller. False if the order is no longer
+    confirmed. Call once the payment is known REFUNDED."""
+    attempt = order.logs.filter(event="cancel_refund_unanswered").order_by("-id").first()
+    data = attempt.data if attempt else {}
+    return _cancel_locked(
+        order=order,
+        refunded=True,
+        by=data.get("by", "a canceller not on record"),
+        via=data.get("via", "refund found before shipping"),
+    )
+
+
 def _log_refund_without_cancel(*, order: Order, by: str, via: str) -> None:
     """The warehouse shipped the order while its payment was being refunded for a cancel."""
     with transaction.atomic():
@@ -171,7 +186,7 @@ def _previous_payment_settled(*, order: Order) -> Payment:
     """The failed order's payment, known not captured (else OrderNotRetryable). A payment
     whose outcome we did not hear for certain is looked up by its key first, over HTTP."""
     payment = order.payment
-    unsure = payment.status == PaymentStatus.IN_DOUBT or (
+    unsure = payment.status in (PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT) or (
         payment.attempts and payment.status in (PaymentStatus.PENDING, PaymentStatus.NOT_CHARGED)
     )
     if unsure:
@@ -183,7 +198,11 @@ def _previous_payment_settled(*, order: Order) -> Payment:
                 "the payment service did not answer about its earlier charge; try again "
                 "in a moment.",
             ) from exc
-    if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.IN_DOUBT):
+    if payment.status in (
+        PaymentStatus.CAPTURED,
+        PaymentStatus.IN_DOUBT,
+        PaymentStatus.REFUND_IN_DOUBT,
+    ):
         raise OrderNotRetryable(
             order,
             f"its payment {payment.provider_reference or payment.pk} was captured; it "

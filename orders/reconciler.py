@@ -34,6 +34,8 @@ LEASE = "reconciler"
 S = OrderStatus
 # A charge was attempted but its outcome is not known to be "no capture" for good.
 UNSURE = [PaymentStatus.IN_DOUBT, PaymentStatus.NOT_CHARGED, PaymentStatus.PENDING]
+# Captured, or maybe still captured: a refund went unanswered.
+HELD = [PaymentStatus.CAPTURED, PaymentStatus.REFUND_IN_DOUBT]
 
 
 @dataclass
@@ -200,7 +202,7 @@ def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None
     orphans = (
         Payment.objects.filter(order__isnull=True, attempts__gt=0)
         .filter(
-            Q(status=PaymentStatus.CAPTURED)
+            Q(status__in=HELD)
             | Q(status__in=UNSURE, updated_at__lt=recheck, updated_at__gte=window)
         )
         .order_by("id")[: settings.RECONCILE_BATCH_SIZE]
@@ -227,7 +229,7 @@ def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
     candidates = (
         Order.objects.filter(status__in=[S.FAILED, S.CANCELLED], payment__attempts__gt=0)
         .filter(
-            Q(payment__status=PaymentStatus.CAPTURED)
+            Q(payment__status__in=HELD)
             | Q(
                 payment__status__in=UNSURE,
                 payment__updated_at__lt=recheck,

@@ -14,6 +14,7 @@ from django.conf import settings
 from inventory.services import InsufficientStock
 from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_warehouse
 from orders.dispatch import enqueue_order_fulfilment
+from orders.interventions import order_cancel_after_refund
 from orders.models import FailureReason, Order, OrderStatus
 from orders.selectors import LINES_WITH_PRODUCTS, order_lines
 from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
@@ -182,9 +183,9 @@ def _pay(order: Order) -> Step:
 def _refund_if_captured(order: Order) -> None:
     """A failed or cancelled order must not keep a captured charge."""
     payment = order.payment
-    if payment.status == PaymentStatus.IN_DOUBT:
+    if payment.status in (PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT):
         # E.g. cancelled while the worker's charge timed out: a capture may exist whose
-        # answer was lost, and only the provider knows.
+        # answer was lost (or a refund's), and only the provider knows.
         try:
             payment = payment_lookup(payment=payment)
         except PaymentInDoubt as exc:
@@ -218,13 +219,19 @@ def order_ship(*, order_id: int, attempt: int = 0) -> Step:
     """Push a confirmed order to the warehouse (idempotent there by order uid) and record the
     shipment. Retried with backoff while the warehouse gives no answer; a refusal (unknown SKU,
     not enough stock there) is logged and left for an operator. Safe to run twice."""
-    order = Order.objects.prefetch_related(LINES_WITH_PRODUCTS).get(pk=order_id)
+    order = (
+        Order.objects.select_related("payment")
+        .prefetch_related(LINES_WITH_PRODUCTS)
+        .get(pk=order_id)
+    )
     if order.status != OrderStatus.CONFIRMED:
         return DONE
     return _ship(order, attempt=attempt)
 
 
 def _ship(order: Order, *, attempt: int) -> Step:
+    if order.payment.status != PaymentStatus.CAPTURED and not _still_captured(order):
+        return DONE
     lines = [(line.product.sku, line.quantity) for line in order_lines(order)]
     try:
         shipment = get_warehouse().ship(order_id=str(order.uid), lines=lines)
@@ -260,3 +267,32 @@ def _ship(order: Order, *, attempt: int) -> Step:
         return DONE
     order_fulfil(order=order, shipment=shipment)
     return DONE
+
+
+def _still_captured(order: Order) -> bool:
+    """A confirmed order's payment that is not plainly captured: a cancellation's refund got
+    no answer, so the provider may have refunded it. Ask the provider: still captured -> ship;
+    refunded -> finish that cancellation instead; no answer (or anything else) -> hold the
+    shipment, logged; the reconciler pushes it again later."""
+    try:
+        payment = payment_lookup(payment=order.payment)
+    except PaymentInDoubt as exc:
+        payment = None
+        error = str(exc)
+    if payment is not None and payment.status == PaymentStatus.CAPTURED:
+        return True
+    if payment is not None and payment.status == PaymentStatus.REFUNDED:
+        order_cancel_after_refund(order=order)
+        return False
+    order_log(
+        order=order,
+        event="shipment_held",
+        from_status=order.status,
+        to_status=order.status,
+        message="Not pushed to the warehouse: the payment is "
+        + (payment.get_status_display() if payment is not None else "unknown")
+        + ", so the order may no longer be paid.",
+        data={"payment_status": payment.status if payment else None}
+        | ({} if payment is not None else {"error": error}),
+    )
+    return False

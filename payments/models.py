@@ -15,6 +15,8 @@ class PaymentStatus(models.TextChoices):
     DECLINED = "declined", "declined"
     NOT_CHARGED = "not_charged", "not charged"  # the provider confirmed no charge exists
     REFUNDED = "refunded", "refunded"
+    # A refund was asked for and not answered: the charge may be refunded; ask the provider.
+    REFUND_IN_DOUBT = "refund_in_doubt", "refund in doubt"
 
 
 class Payment(models.Model):

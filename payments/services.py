@@ -112,11 +112,25 @@ def payment_charge(*, payment: Payment) -> Payment:
 
 
 def payment_refund(*, payment: Payment) -> Payment:
-    """Refund a captured charge by its key. Idempotent at the provider; raises
-    PaymentInDoubt when it does not answer. Must run outside a transaction."""
+    """Refund a captured charge by its key. Idempotent at the provider. Must run outside a
+    transaction.
+
+    The payment is marked REFUND_IN_DOUBT before the call: from then on the charge may be
+    refunded, and whoever finds it so (say, before shipping the order) asks the provider. No
+    answer -> raises PaymentInDoubt, the payment left REFUND_IN_DOUBT; a refusal -> raises
+    PaymentGatewayRejected, the payment as it was (nothing was refunded)."""
+    before = payment.status
+    Payment.objects.filter(pk=payment.pk).update(
+        status=PaymentStatus.REFUND_IN_DOUBT, updated_at=timezone.now()
+    )
+    payment.status = PaymentStatus.REFUND_IN_DOUBT
     try:
         charge = get_gateway().refund(idempotency_key=payment.idempotency_key)
     except PaymentGatewayUnavailable as exc:
         _record_error(payment, exc)
         raise PaymentInDoubt(str(exc)) from exc
+    except PaymentGatewayRejected:
+        payment.status = before
+        payment.save(update_fields=["status", "updated_at"])
+        raise
     return _record(payment, charge)

@@ -116,7 +116,7 @@ def test_without_an_answer_from_the_payment_service_nothing_changes_and_a_retry_
     assert error["code"] == "payment_service_unavailable"
     assert "not cancelled" in error["message"]
     order.refresh_from_db()
-    assert order.status == "confirmed" and order.payment.status == "captured"
+    assert order.status == "confirmed" and order.payment.status == "refund_in_doubt"
     assert stock(product) == (0, 1, 4)
     assert payment_sim.charge(order.payment.idempotency_key)["status"] == "captured"
     assert log_events(order)[-1] == ("confirmed", "confirmed", "cancel_refund_unanswered")

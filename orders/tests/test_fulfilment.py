@@ -12,6 +12,8 @@ from orders.models import Order
 from orders.selectors import stock_discrepancies
 from orders.tests.helpers import confirm_order, log_events, place_order, run_to_completion
 from orders.workflow import order_ship
+from payments.gateway import get_gateway
+from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,6 +79,58 @@ def test_a_shipment_the_warehouse_refuses_is_logged_and_the_order_stays_confirme
     refused = order.logs.get(event="shipment_refused")
     assert refused.data["code"] == "insufficient_stock"
     assert StockLevel.objects.get(product=product).committed == 5
+
+
+def refund_unanswered(order: Order, client, settings) -> None:
+    """A customer's cancel whose refund got no answer (the payment service unreachable)."""
+    working_url = settings.PAYMENT_API_URL
+    settings.PAYMENT_API_URL = f"http://127.0.0.1:{free_port()}/payments"
+    get_gateway.cache_clear()
+    assert client.post(f"/api/orders/{order.id}/cancel/").status_code == 503
+    settings.PAYMENT_API_URL = working_url
+    get_gateway.cache_clear()
+
+
+def test_an_order_whose_refund_for_a_cancel_was_made_after_all_is_cancelled_not_shipped(
+    customer, customer_client, payment_sim, warehouse_sim, settings
+):
+    # given: a confirmed order whose cancel got no answer from the refund, though the payment
+    # service did refund the charge (its answer was lost)
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 2)
+    refund_unanswered(order, customer_client, settings)
+    payment_sim.session.post(
+        f"{payment_sim.url}/charges/{order.payment.idempotency_key}/refund", timeout=5
+    ).raise_for_status()
+
+    # when: its push to the warehouse runs (the fulfilment task, or the reconciler's re-push)
+    assert order_ship(order_id=order.id).done
+
+    # then: not shipped; the cancellation is finished in the canceller's name
+    order.refresh_from_db()
+    assert (order.status, order.payment.status) == ("cancelled", "refunded")
+    assert warehouse_sim.shipments()["count"] == 0
+    assert log_events(order)[-1] == ("confirmed", "cancelled", "cancelled")
+    assert order.logs.last().data["by"] == customer.username
+    row = StockLevel.objects.get(product=product)
+    assert (row.reserved, row.committed, row.available) == (0, 0, 10)
+
+
+def test_an_order_whose_refund_for_a_cancel_never_happened_still_ships(
+    customer, customer_client, payment_sim, warehouse_sim, settings
+):
+    # given: a confirmed order whose cancel got no answer, and no refund was made
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 2)
+    refund_unanswered(order, customer_client, settings)
+
+    # when
+    assert order_ship(order_id=order.id).done
+
+    # then: the provider says it is still captured, so it ships as the 503 promised
+    order.refresh_from_db()
+    assert (order.status, order.payment.status) == ("fulfilled", "captured")
+    assert warehouse_sim.shipments()["count"] == 1
 
 
 def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
