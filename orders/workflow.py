@@ -277,22 +277,21 @@ def _still_captured(order: Order) -> bool:
     try:
         payment = payment_lookup(payment=order.payment)
     except PaymentInDoubt as exc:
-        payment = None
-        error = str(exc)
-    if payment is not None and payment.status == PaymentStatus.CAPTURED:
-        return True
-    if payment is not None and payment.status == PaymentStatus.REFUNDED:
-        order_cancel_after_refund(order=order)
-        return False
+        status, error = "unknown", str(exc)
+    else:
+        if payment.status == PaymentStatus.CAPTURED:
+            return True
+        if payment.status == PaymentStatus.REFUNDED:
+            order_cancel_after_refund(order=order)
+            return False
+        status, error = payment.status, ""
     order_log(
         order=order,
         event="shipment_held",
         from_status=order.status,
         to_status=order.status,
-        message="Not pushed to the warehouse: the payment is "
-        + (payment.get_status_display() if payment is not None else "unknown")
-        + ", so the order may no longer be paid.",
-        data={"payment_status": payment.status if payment else None}
-        | ({} if payment is not None else {"error": error}),
+        message=f"Not pushed to the warehouse: its payment is {status.replace('_', ' ')}, "
+        "so the order may no longer be paid.",
+        data={"payment_status": status, "error": error},
     )
     return False

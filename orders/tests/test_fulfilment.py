@@ -133,6 +133,28 @@ def test_an_order_whose_refund_for_a_cancel_never_happened_still_ships(
     assert warehouse_sim.shipments()["count"] == 1
 
 
+def test_an_order_whose_refund_is_in_doubt_is_held_while_the_payment_service_is_silent(
+    customer, customer_client, payment_sim, warehouse_sim, settings
+):
+    # given: a confirmed order whose cancel got no answer from the refund
+    product = product_in_warehouse(warehouse_sim, 10)
+    order = confirmed_order(customer, product, 2)
+    refund_unanswered(order, customer_client, settings)
+
+    # when: its push runs while the payment service still cannot be reached
+    settings.PAYMENT_API_URL = f"http://127.0.0.1:{free_port()}/payments"
+    get_gateway.cache_clear()
+    assert order_ship(order_id=order.id).done
+
+    # then: held, and said so on the order; nothing shipped, nothing released
+    order.refresh_from_db()
+    assert (order.status, order.payment.status) == ("confirmed", "refund_in_doubt")
+    assert warehouse_sim.shipments()["count"] == 0
+    held = order.logs.last()
+    assert held.event == "shipment_held" and held.data["payment_status"] == "unknown"
+    assert StockLevel.objects.get(product=product).committed == 2
+
+
 def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
     customer, payment_sim, warehouse_sim, settings
 ):
