@@ -7,10 +7,9 @@ Timeouts on every call. `WarehouseUnavailable` means no definitive answer (retry
 from dataclasses import dataclass
 from functools import lru_cache
 
-import requests
 from django.conf import settings
 
-from orderproj.http import client_session
+from orderproj.http import ServiceClient
 
 
 @dataclass(frozen=True)
@@ -42,20 +41,18 @@ class WarehouseRejected(Exception):
         super().__init__(f"HTTP {status} {code}: {message}")
 
 
-class WarehouseClient:
-    def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout, read_timeout)
-        self.session = client_session(self.base_url)
+def _levels(rows) -> list[SkuLevel]:
+    return [SkuLevel(r["sku"], int(r["on_hand"]), int(r["version"])) for r in rows]
+
+
+class WarehouseClient(ServiceClient):
+    unavailable = WarehouseUnavailable
 
     def stock_page(self, *, after: str | None, limit: int) -> StockPage:
         params = {"limit": limit, **({"after": after} if after else {})}
         data = self._request("GET", "/stock", params=params)
         try:
-            levels = [
-                SkuLevel(r["sku"], int(r["on_hand"]), int(r["version"])) for r in data["results"]
-            ]
-            return StockPage(levels=levels, next_after=data.get("next_after"))
+            return StockPage(levels=_levels(data["results"]), next_after=data.get("next_after"))
         except (KeyError, TypeError, ValueError) as exc:
             raise WarehouseUnavailable(f"unreadable stock page: {exc!r}") from exc
 
@@ -66,22 +63,13 @@ class WarehouseClient:
         }
         data = self._request("POST", "/shipments", json=body)
         try:
-            levels = [
-                SkuLevel(r["sku"], int(r["on_hand"]), int(r["version"])) for r in data["lines"]
-            ]
-            return Shipment(shipment_id=str(data["shipment_id"]), levels=levels)
+            return Shipment(shipment_id=str(data["shipment_id"]), levels=_levels(data["lines"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise WarehouseUnavailable(f"unreadable shipment answer: {exc!r}") from exc
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
-        try:
-            response = self.session.request(
-                method, self.base_url + path, timeout=self.timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise WarehouseUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise WarehouseUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
+        """The answer's JSON; a 4xx raises WarehouseRejected with the warehouse's error."""
+        response = self._send(method, path, **kwargs)
         try:
             data = response.json()
         except ValueError as exc:

@@ -12,7 +12,7 @@ from functools import lru_cache
 import requests
 from django.conf import settings
 
-from orderproj.http import client_session
+from orderproj.http import ServiceClient
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,8 @@ class PaymentGatewayRejected(Exception):
     """A definitive 4xx other than "not found": our request is wrong; retrying won't help."""
 
 
-class PaymentGateway:
-    def __init__(self, base_url: str, *, connect_timeout: float, read_timeout: float):
-        self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout, read_timeout)
-        self.session = client_session(self.base_url)
+class PaymentGateway(ServiceClient):
+    unavailable = PaymentGatewayUnavailable
 
     def create_charge(
         self, *, idempotency_key: str, amount: Decimal, currency: str, reference: str
@@ -45,28 +42,17 @@ class PaymentGateway:
             "currency": currency,
             "reference": reference,
         }
-        response = self._request("POST", "/charges", json=body)
+        response = self._send("POST", "/charges", json=body)
         return self._charge(response)
 
     def get_charge(self, *, idempotency_key: str) -> ProviderCharge | None:
-        response = self._request("GET", f"/charges/{idempotency_key}")
+        response = self._send("GET", f"/charges/{idempotency_key}")
         if response.status_code == 404:
             return None
         return self._charge(response)
 
     def refund(self, *, idempotency_key: str) -> ProviderCharge:
-        return self._charge(self._request("POST", f"/charges/{idempotency_key}/refund"))
-
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
-        try:
-            response = self.session.request(
-                method, self.base_url + path, timeout=self.timeout, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise PaymentGatewayUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise PaymentGatewayUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
-        return response
+        return self._charge(self._send("POST", f"/charges/{idempotency_key}/refund"))
 
     @staticmethod
     def _charge(response: requests.Response) -> ProviderCharge:

@@ -173,12 +173,14 @@ def figures_for(
     scenario: str,
     order_ids: list[int],
     *,
-    posted: int,
     faults: int,
     payment_sim,
-    open_ids: list[int],
+    settle_within: float,
 ) -> Figures:
-    """Count what matters from the outside: orders lost, units oversold, charges doubled."""
+    """Wait up to `settle_within` seconds for every order to end (settle), then count what
+    matters from the outside: orders lost, units oversold, charges doubled."""
+    open_ids = settle(order_ids, timeout=settle_within)
+    posted = len(order_ids)
     from django.db.models import Count
 
     from inventory.models import StockLevel

@@ -53,14 +53,12 @@ def test_worker_killed_mid_payment_then_whole_worker_killed(
     fault_stack.start_worker(concurrency=4)
 
     # then: every order final, nothing lost, oversold or charged twice
-    open_ids = settle(order_ids, timeout=120)
     figures = figures_for(
         "worker SIGKILL mid-payment, then whole worker",
         order_ids,
-        posted=len(order_ids),
         faults=faults,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=120,
     )
     figures.assert_clean()
     assert all(v["requests"] >= 1 for v in payment_sim.stats()["by_key"].values())
@@ -89,14 +87,12 @@ def test_broker_stopped_then_hung_while_orders_are_posted(
     order_ids = down_ids + hung_ids
     assert Order.objects.filter(pk__in=order_ids).count() == len(order_ids)
     # ... and completed once the broker was back (the reconciler re-published them)
-    open_ids = settle(order_ids, timeout=150)
     figures = figures_for(
         "Redis stopped, then hung (CLIENT PAUSE)",
         order_ids,
-        posted=len(order_ids),
         faults=2,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=150,
     )
     figures.notes.update(
         max_answer_seconds_down=round(max(down_seconds), 3),
@@ -120,15 +116,14 @@ def test_payment_service_timing_out_after_storing_and_failing(
     order_ids, _ = post_orders(customer_client, products, 60)
 
     # then: one capture per paid order, none kept by a failed one
-    open_ids = settle(order_ids, timeout=150)
+    settle(order_ids, timeout=150)
     retries = OrderLog.objects.filter(order_id__in=order_ids, event="payment_retry").count()
     figures = figures_for(
         "payment 30% timeout-after-store, 20% 5xx",
         order_ids,
-        posted=len(order_ids),
         faults=retries,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=0,
     )
     figures.assert_clean()
     assert retries > 10  # the faults really happened
@@ -154,7 +149,7 @@ def test_two_beats_at_once_never_double_a_sync_or_a_reconciler_action(
     fault_stack.start_worker(concurrency=4)
     fault_stack.start_beat()
     fault_stack.start_beat()
-    open_ids = settle(stuck, timeout=60)
+    settle(stuck, timeout=60)
     wait_for(
         lambda: WarehouseSyncRun.objects.filter(status="succeeded").count() >= 4,
         timeout=30,
@@ -175,10 +170,9 @@ def test_two_beats_at_once_never_double_a_sync_or_a_reconciler_action(
     figures = figures_for(
         "two beats at once",
         stuck,
-        posted=len(stuck),
         faults=1,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=0,
     )
     figures.notes.update(
         sync_runs=len(runs), skipped_runs=WarehouseSyncRun.objects.filter(status="skipped").count()
@@ -220,14 +214,12 @@ def test_seeded_random_soak(
             warehouse_sim.tick(restock_rate=0.5, shrink_rate=0.2, max_restock=5, seed=batch)
 
     # then
-    open_ids = settle(order_ids, timeout=240)
     figures = figures_for(
         "seeded soak",
         order_ids,
-        posted=len(order_ids),
         faults=faults,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=240,
     )
     figures.assert_clean()
 
@@ -277,13 +269,11 @@ def test_postgres_restarted_while_workers_process_orders(
     )
 
     # then: they recover by themselves
-    open_ids = settle(order_ids, timeout=120)
     figures = figures_for(
         "PostgreSQL restarted mid-processing",
         order_ids,
-        posted=len(order_ids),
         faults=1,
         payment_sim=payment_sim,
-        open_ids=open_ids,
+        settle_within=120,
     )
     figures.assert_clean()
