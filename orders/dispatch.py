@@ -1,19 +1,14 @@
 """Publishing work to Celery by task name (services need not import tasks).
 
-Publishing happens inside web requests and right after commits, so it must be bounded in
-time even when the broker is down or hung (accepting TCP connections but not answering):
-it goes through its own Celery app whose broker connections have short socket timeouts and
-at most one retry (the workers keep their longer timeouts, which their blocking reads need).
-A failure is logged, never raised: the order is already committed, and the reconciler
-re-publishes work that makes no progress.
+Publishing happens inside web requests and right after commits, so it goes through the
+bounded publisher (orderproj.publisher). A failure is logged, never raised: the order is
+already committed, and the reconciler re-publishes work that makes no progress.
 """
 
 import logging
-from functools import lru_cache
 from typing import Any
 
-from celery import Celery
-from django.conf import settings
+from orderproj.publisher import publisher
 
 logger = logging.getLogger(__name__)
 
@@ -21,27 +16,6 @@ PROCESS_ORDER = "orders.process_order"
 FULFIL_ORDER = "orders.fulfil_order"
 PURGE_IDEMPOTENCY_KEYS = "orders.purge_idempotency_keys"
 RECONCILE = "orders.reconcile"
-
-
-@lru_cache(maxsize=1)
-def publisher() -> Celery:
-    app = Celery("orderproj-publisher", set_as_current=False)
-    app.config_from_object("django.conf:settings", namespace="CELERY")
-    timeout = settings.CELERY_PUBLISH_TIMEOUT
-    if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-        app.conf.broker_transport_options = {
-            **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-        }
-    app.conf.broker_connection_timeout = timeout
-    app.conf.task_publish_retry_policy = {
-        "max_retries": 1,
-        "interval_start": 0,
-        "interval_step": 0.1,
-        "interval_max": 0.1,
-    }
-    return app
 
 
 def publish(
