@@ -230,8 +230,9 @@ def stock_apply_warehouse_levels(*, levels: Iterable[SkuLevel]) -> BatchResult:
         return result
 
     # Lock first, in the one global order (ascending product id): the UPDATE alone would lock
-    # rows in join order and could deadlock with an order's reservation.
-    list(stock_levels_for_update(product_ids.values()).values_list("pk", flat=True))
+    # rows in join order and could deadlock with an order's reservation. The rows locked are
+    # also the products that have a stock row.
+    existing = set(stock_levels_for_update(product_ids.values()).values_list("pk", flat=True))
     rows = ", ".join(["(%s, CAST(%s AS integer), CAST(%s AS bigint))"] * len(known))
     params = [value for lvl in known for value in (lvl.sku, lvl.on_hand, lvl.version)]
     with connection.cursor() as cursor:
@@ -243,9 +244,6 @@ def stock_apply_warehouse_levels(*, levels: Iterable[SkuLevel]) -> BatchResult:
 
     untouched = [pid for pid in product_ids.values() if pid not in changed]
     if untouched:
-        existing = set(
-            StockLevel.objects.filter(product_id__in=untouched).values_list("product_id", flat=True)
-        )
         missing = [pid for pid in untouched if pid not in existing]
         result.stale_skipped = len(untouched) - len(missing)
         StockLevel.objects.bulk_create(
