@@ -27,16 +27,18 @@ class ProductWithStockSerializer(ProductSerializer):
         return next(iter(level), 0)
 
 
+def filter_in_stock(queryset, name, value):
+    """`in_stock`: available > 0 when true, available <= 0 when false."""
+    return queryset.filter(available__gt=0) if value else queryset.filter(available__lte=0)
+
+
 class ProductWithStockFilter(ProductFilter):
     in_stock = django_filters.BooleanFilter(
-        method="filter_in_stock", help_text="Only products with available > 0."
+        method=filter_in_stock, help_text="Only products with available > 0."
     )
 
     class Meta(ProductFilter.Meta):
         fields = [*ProductFilter.Meta.fields, "in_stock"]
-
-    def filter_in_stock(self, queryset, name, value):
-        return queryset.filter(available__gt=0) if value else queryset.filter(available__lte=0)
 
 
 class ProductWithStockViewSet(ProductViewSet):
@@ -70,15 +72,12 @@ class StockLevelSerializer(serializers.ModelSerializer):
 class StockLevelFilter(django_filters.FilterSet):
     sku = django_filters.CharFilter(field_name="product__sku", help_text="Exact SKU.")
     in_stock = django_filters.BooleanFilter(
-        method="filter_in_stock", help_text="Only rows with available > 0 (false: <= 0)."
+        method=filter_in_stock, help_text="Only rows with available > 0 (false: <= 0)."
     )
 
     class Meta:
         model = StockLevel
         fields = ["sku", "in_stock"]
-
-    def filter_in_stock(self, queryset, name, value):
-        return queryset.filter(available__gt=0) if value else queryset.filter(available__lte=0)
 
 
 class StockLevelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

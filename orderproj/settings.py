@@ -167,7 +167,6 @@ IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=24)
 IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS = env.int("IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS", default=300)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order processing API",
-    "DESCRIPTION": "Orders taken over REST and processed asynchronously.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Tags and operation ids from the path after /api/ (the spec's /orders/create too).
