@@ -197,10 +197,11 @@ def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
     for t in workers + helpers:
         t.start()
     for t in workers:
-        t.join()
+        t.join(timeout=120)
     processing_done.set()
     for t in helpers:
-        t.join()
+        t.join(timeout=60)
+    assert not [t for t in workers + helpers if t.is_alive()], "a thread did not finish"
     for order_id in Order.objects.filter(status="confirmed").values_list("id", flat=True):
         order_ship(order_id=order_id)
 

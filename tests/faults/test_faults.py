@@ -61,7 +61,6 @@ def test_worker_killed_mid_payment_then_whole_worker_killed(
         settle_within=120,
     )
     figures.assert_clean()
-    assert all(v["requests"] >= 1 for v in payment_sim.stats()["by_key"].values())
 
 
 def test_broker_stopped_then_hung_while_orders_are_posted(
@@ -127,9 +126,11 @@ def test_payment_service_timing_out_after_storing_and_failing(
     )
     figures.assert_clean()
     assert retries > 10  # the faults really happened
-    stats = payment_sim.stats()
-    captured_keys = [k for k, v in stats["by_key"].items() if v["status"] == "captured"]
-    assert len(captured_keys) == len(set(captured_keys)) == stats["captured"]
+    captured_keys = {
+        k for k, v in payment_sim.stats()["by_key"].items() if v["status"] == "captured"
+    }
+    paid = Order.objects.filter(pk__in=order_ids, status__in=["confirmed", "fulfilled"])
+    assert captured_keys == set(paid.values_list("payment__idempotency_key", flat=True))
 
 
 def test_two_beats_at_once_never_double_a_sync_or_a_reconciler_action(
