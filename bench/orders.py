@@ -118,6 +118,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--out-dir", help="default bench-results (quick: bench-results/quick)")
     add("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.profile:
+        from bench.profiling import Profiler
+
+        if not Profiler.available():
+            parser.error("--profile needs py-spy (make venv-dev installs it)")
     quick = args.quick
     args.orders = args.orders or (40 if quick else 2000)
     args.noop_tasks = args.noop_tasks or (200 if quick else 5000)
@@ -595,12 +600,14 @@ def _retried(call, *args, attempts: int = 3, **kwargs):
         try:
             return call(*args, **kwargs)
         except (RuntimeError, psycopg.Error) as exc:
+            again = attempt + 1 < attempts
             print(
                 f"warning: {call.__name__} failed ({exc}); "
-                f"{'again in 5 s' if attempt + 1 < attempts else 'giving up'}",
+                f"{'again in 5 s' if again else 'giving up'}",
                 file=sys.stderr,
             )
-            time.sleep(5)
+            if again:
+                time.sleep(5)
     return None
 
 

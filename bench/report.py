@@ -69,23 +69,23 @@ def targets(result: dict) -> list[dict]:
             )
     if "hot" in by_name:
         check("hot: oversold ==", by_name["hot"]["oversold"], 0, at_most=True)
-    for s in result["scenarios"]:
-        ratio = round(s["e2e_orders_per_s"] / noop, 3) if noop and s["e2e_orders_per_s"] else None
-        check(f"{s['name']}: e2e / celery no-op >=", ratio, TARGETS["e2e_vs_celery_noop"])
-    for s in result["scenarios"]:
-        check(
-            f"{s['name']}: API create p99 ms at half peak <=",
-            s.get("api_create_p99_ms_at_half_peak"),
-            TARGETS["api_create_p99_ms_at_half_peak"],
-            at_most=True,
-        )
-    for s in result["scenarios"]:
-        check(
-            f"{s['name']}: queries per order <=",
-            s.get("queries_per_order"),
-            TARGETS["queries_per_order"],
-            at_most=True,
-        )
+
+    def noop_ratio(s: dict) -> float | None:
+        return round(s["e2e_orders_per_s"] / noop, 3) if noop and s["e2e_orders_per_s"] else None
+
+    per_scenario = (  # (what, its value in a scenario, target key, at most?)
+        ("e2e / celery no-op >=", noop_ratio, "e2e_vs_celery_noop", False),
+        (
+            "API create p99 ms at half peak <=",
+            lambda s: s.get("api_create_p99_ms_at_half_peak"),
+            "api_create_p99_ms_at_half_peak",
+            True,
+        ),
+        ("queries per order <=", lambda s: s.get("queries_per_order"), "queries_per_order", True),
+    )
+    for what, value, key, at_most in per_scenario:
+        for s in result["scenarios"]:
+            check(f"{s['name']}: {what}", value(s), TARGETS[key], at_most=at_most)
     return checks
 
 
