@@ -16,19 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.orders import ensure_database
+from bench.stack import ROOT, wait_until
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/orderproj_bench"
-
-
-def ensure_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def start_simulators(var_dir: str, port: int) -> subprocess.Popen:
@@ -51,15 +44,13 @@ def start_simulators(var_dir: str, port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/sim/warehouse/health", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the simulators did not start")
+    health = f"http://127.0.0.1:{port}/sim/warehouse/health"
+    try:
+        wait_until(lambda: requests.get(health, timeout=1).ok, timeout=30, what="the simulators")
+    except RuntimeError:
+        proc.kill()
+        raise SystemExit("the simulators did not start") from None
+    return proc
 
 
 def main() -> None:
@@ -70,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
-    ensure_database(database_url)
+    ensure_database(database_url, fresh=False)
     var_dir = tempfile.mkdtemp(prefix="bench-sync-")
     os.environ.update(
         {
