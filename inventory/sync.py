@@ -105,13 +105,11 @@ def warehouse_sync(
                 raise LeaseLost("The sync lease expired and was taken by another run.")
             after = page.next_after
         run.status = SyncStatus.SUCCEEDED
-    except (WarehouseUnavailable, WarehouseRejected, LeaseLost) as exc:
-        run.status = SyncStatus.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
         run.status = SyncStatus.FAILED
         run.error = f"{type(exc).__name__}: {exc}"
-        raise
+        if not isinstance(exc, WarehouseUnavailable | WarehouseRejected | LeaseLost):
+            raise  # a bug, not an outage: recorded, and raised for the task's own handling
     finally:
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
