@@ -26,7 +26,7 @@ from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import FailureReason, Order, OrderStatus
 from orders.services import order_confirm, order_fail, order_log
 from payments.models import Payment, PaymentStatus
-from payments.services import PaymentInDoubt, payment_lookup, payment_refund
+from payments.services import PaymentInDoubt, payment_lookup, payment_refund_if_captured
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ S = OrderStatus
 UNSURE = [PaymentStatus.IN_DOUBT, PaymentStatus.NOT_CHARGED, PaymentStatus.PENDING]
 # Captured, or maybe still captured: a refund went unanswered.
 HELD = [PaymentStatus.CAPTURED, PaymentStatus.REFUND_IN_DOUBT]
+NOT_CAPTURED = [status for status in PaymentStatus if status != PaymentStatus.CAPTURED]
 
 
 @dataclass
@@ -179,19 +180,15 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
 
 
 def _refund_if_captured(payment: Payment, report: ReconcileReport) -> bool:
-    """Refund the payment's charge if the provider holds a capture (asked by key when we
-    are not sure); True when it was refunded now."""
+    """Refund the payment's charge if the provider holds a capture (asked by key unless our
+    record says captured); True when it was refunded now."""
     try:
-        if payment.status != PaymentStatus.CAPTURED:
-            payment = payment_lookup(payment=payment)
-        if payment.status != PaymentStatus.CAPTURED:
-            return False
-        payment_refund(payment=payment)
+        refunded = payment_refund_if_captured(payment=payment, look_up=NOT_CAPTURED)
     except PaymentInDoubt:
         report.still_in_doubt += 1
         return False
-    report.refunded += 1
-    return True
+    report.refunded += refunded
+    return refunded
 
 
 def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None:

@@ -19,7 +19,12 @@ from orders.models import FailureReason, Order, OrderStatus
 from orders.selectors import LINES_WITH_PRODUCTS, order_lines
 from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
 from payments.models import PaymentStatus
-from payments.services import PaymentInDoubt, payment_charge, payment_lookup, payment_refund
+from payments.services import (
+    PaymentInDoubt,
+    payment_charge,
+    payment_lookup,
+    payment_refund_if_captured,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,29 +186,23 @@ def _pay(order: Order) -> Step:
 
 
 def _refund_if_captured(order: Order) -> None:
-    """A failed or cancelled order must not keep a captured charge."""
+    """A failed or cancelled order must not keep a captured charge. A payment in doubt (e.g.
+    cancelled while the worker's charge timed out, or a refund's answer lost) is looked up
+    first: only the provider knows."""
     payment = order.payment
-    if payment.status in (PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT):
-        # E.g. cancelled while the worker's charge timed out: a capture may exist whose
-        # answer was lost (or a refund's), and only the provider knows.
-        try:
-            payment = payment_lookup(payment=payment)
-        except PaymentInDoubt as exc:
-            logger.warning(
-                "order %s: payment still in doubt: %s", order.pk, exc, extra={"order_id": order.pk}
-            )
-            return
-    if payment.status != PaymentStatus.CAPTURED:
-        return
     try:
-        payment_refund(payment=payment)
+        refunded = payment_refund_if_captured(
+            payment=payment, look_up=(PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT)
+        )
     except PaymentInDoubt as exc:
         logger.warning(
-            "order %s: refund of its capture pending: %s",
+            "order %s: payment or its refund still in doubt: %s",
             order.pk,
             exc,
             extra={"order_id": order.pk},
         )
+        return
+    if not refunded:
         return
     order_log(
         order=order,

@@ -1,6 +1,7 @@
 """Payment use cases. Charging talks HTTP, so it must run OUTSIDE any database transaction:
 a row lock or an open transaction must never wait on the network."""
 
+from collections.abc import Collection
 from decimal import Decimal
 
 from django.db import transaction
@@ -134,3 +135,16 @@ def payment_refund(*, payment: Payment) -> Payment:
         payment.save(update_fields=["status", "updated_at"])
         raise
     return _record(payment, charge)
+
+
+def payment_refund_if_captured(*, payment: Payment, look_up: Collection[str]) -> bool:
+    """Refund the charge if the provider holds a capture; True when it was refunded now.
+    A payment whose status is in `look_up` is first looked up by its key (its last answer
+    may have been lost). Raises PaymentInDoubt when the provider does not answer. Must run
+    outside a transaction."""
+    if payment.status in look_up:
+        payment = payment_lookup(payment=payment)
+    if payment.status != PaymentStatus.CAPTURED:
+        return False
+    payment_refund(payment=payment)
+    return True
