@@ -198,11 +198,7 @@ def _previous_payment_settled(*, order: Order) -> Payment:
                 "the payment service did not answer about its earlier charge; try again "
                 "in a moment.",
             ) from exc
-    if payment.status in (
-        PaymentStatus.CAPTURED,
-        PaymentStatus.IN_DOUBT,
-        PaymentStatus.REFUND_IN_DOUBT,
-    ):
+    if payment.status == PaymentStatus.CAPTURED:  # (a status in doubt was looked up above)
         raise OrderNotRetryable(
             order,
             f"its payment {payment.provider_reference or payment.pk} was captured; it "
