@@ -16,7 +16,7 @@ from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_war
 from orders.dispatch import enqueue_order_fulfilment
 from orders.interventions import order_cancel_after_refund
 from orders.models import FailureReason, Order, OrderStatus
-from orders.selectors import LINES_WITH_PRODUCTS, order_lines
+from orders.selectors import order_lines
 from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
 from payments.models import PaymentStatus
 from payments.services import (
@@ -76,11 +76,7 @@ def order_process(*, order_id: int, attempt: int = 0) -> Step:
     `attempt` counts the calls so far that asked to be retried (Celery's request.retries).
     No transaction is held across the payment or the warehouse call.
     """
-    order = (
-        Order.objects.select_related("payment")
-        .prefetch_related(LINES_WITH_PRODUCTS)
-        .get(pk=order_id)
-    )
+    order = Order.objects.select_related("payment").get(pk=order_id)  # lines: order_lines
     if order.status == OrderStatus.PENDING:
         step = _reserve(order, attempt)
         if step is not None:
@@ -218,11 +214,7 @@ def order_ship(*, order_id: int, attempt: int = 0) -> Step:
     """Push a confirmed order to the warehouse (idempotent there by order uid) and record the
     shipment. Retried with backoff while the warehouse gives no answer; a refusal (unknown SKU,
     not enough stock there) is logged and left for an operator. Safe to run twice."""
-    order = (
-        Order.objects.select_related("payment")
-        .prefetch_related(LINES_WITH_PRODUCTS)
-        .get(pk=order_id)
-    )
+    order = Order.objects.select_related("payment").get(pk=order_id)
     if order.status != OrderStatus.CONFIRMED:
         return DONE
     return _ship(order, attempt=attempt)
