@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from catalog.models import Product
 from inventory.services import (
+    stock_apply_warehouse_levels,
     stock_confirm,
     stock_release,
     stock_reserve,
-    stock_set_from_warehouse,
     stock_ship,
 )
 from inventory.warehouse import Shipment
@@ -313,10 +313,7 @@ def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
     except IllegalTransition:
         if order.status != S.CANCELLED:
             raise
-        for product_id, level in levels.items():
-            stock_set_from_warehouse(
-                product_id=product_id, on_hand=level.on_hand, version=level.version
-            )
+        stock_apply_warehouse_levels(levels=levels.values())  # locked in product id order
         order_log(
             order=order,
             event="shipped_after_cancel",
