@@ -25,6 +25,7 @@ from inventory.leases import lease_acquire, lease_release
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import FailureReason, Order, OrderStatus
 from orders.services import order_confirm, order_fail, order_log
+from payments.gateway import PaymentGatewayRejected
 from payments.models import Payment, PaymentStatus
 from payments.services import PaymentInDoubt, payment_lookup, payment_refund_if_captured
 
@@ -186,6 +187,9 @@ def _refund_if_captured(payment: Payment, report: ReconcileReport) -> bool:
         refunded = payment_refund_if_captured(payment=payment, look_up=NOT_CAPTURED)
     except PaymentInDoubt:
         report.still_in_doubt += 1
+        return False
+    except PaymentGatewayRejected as exc:  # one refused refund must not end the whole pass
+        logger.warning("reconciler: refund of payment %s refused: %s", payment.pk, exc)
         return False
     report.refunded += refunded
     return refunded
