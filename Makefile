@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orderproj
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
 
-.PHONY: run test test-faults lint venv venv-dev migrate clean bench-sync bench bench-quick
+.PHONY: run test test-postgres test-embedded test-faults lint venv venv-dev migrate clean bench-sync bench bench-quick
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,16 +27,25 @@ venv-dev: $(BIN)/.installed-dev
 run: venv
 	exec scripts/run.sh
 
-## test: the whole suite against PostgreSQL and Redis
-test: venv-dev
+## test: the whole suite against PostgreSQL and Redis, then the tests marked `embedded`
+## again on the embedded SQLite database
+test: test-postgres test-embedded
+
+test-postgres: venv-dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} \
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## test-embedded: the tests marked `embedded` on SQLite, as `make run` uses it by default
+test-embedded: venv-dev
+	var=$$(mktemp -d) && trap 'rm -rf "$$var"' EXIT && \
+	env -u DATABASE_URL -u CELERY_BROKER_URL VAR_DIR="$$var" \
+	$(BIN)/pytest -m embedded -p no:cacheprovider $(PYTEST_ARGS)
+
 ## test-faults: only the fault-injection scenarios (also part of `make test`)
 test-faults: venv-dev
-	FAULTS_RESTART_POSTGRES=1 $(MAKE) test PYTEST_ARGS="-m faults $(PYTEST_ARGS)"
+	FAULTS_RESTART_POSTGRES=1 $(MAKE) test-postgres PYTEST_ARGS="-m faults $(PYTEST_ARGS)"
 
 ## lint: ruff and the migrations check
 lint: venv-dev

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
+from core.checkpoints import checkpoint
 from inventory.leases import lease_acquire, lease_holder, lease_release, lease_renew
 from inventory.models import SyncStatus, WarehouseSyncRun
 from inventory.services import stock_apply_warehouse_levels
@@ -99,6 +100,7 @@ def warehouse_sync(
             )
             if on_page:
                 on_page(run)
+            checkpoint("sync.page", run_id=run.pk, page=run.pages)
             if not page.next_after or not page.levels:
                 break
             if not lease_renew(name=LEASE, holder=holder, seconds=lease_seconds):

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from core.checkpoints import checkpoint
 from inventory.leases import lease_acquire, lease_release
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import FailureReason, Order, OrderStatus
@@ -67,6 +68,7 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
         return report
     try:
         for order in _stuck_orders(now):
+            checkpoint("reconciler.order", order_id=order.pk)
             _reconcile_order(order, now=now, report=report)
         _refund_late_captures(now=now, report=report)
         _refund_orphaned_captures(now=now, report=report)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from core.checkpoints import checkpoint
 from inventory.services import InsufficientStock
 from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_warehouse
 from orders.dispatch import enqueue_order_fulfilment
@@ -100,6 +101,7 @@ def _reserve(order: Order, attempt: int) -> Step | None:
     except InsufficientStock as exc:
         shortages = exc.details["shortages"]
         if attempt >= settings.ORDER_STOCK_RETRY_MAX:
+            checkpoint("order.out_of_stock.decided", order_id=order.pk)
             order_fail(
                 order=order,
                 reason=FailureReason.OUT_OF_STOCK,
@@ -225,7 +227,9 @@ def _ship(order: Order, *, attempt: int) -> Step:
         return DONE
     lines = [(line.product.sku, line.quantity) for line in order_lines(order)]
     try:
+        checkpoint("order.ship.sending", order_id=order.pk)
         shipment = get_warehouse().ship(order_id=str(order.uid), lines=lines)
+        checkpoint("order.ship.answered", order_id=order.pk)
     except WarehouseUnavailable as exc:
         if attempt >= settings.ORDER_SHIP_RETRY_MAX:
             order_log(

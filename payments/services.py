@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.checkpoints import checkpoint
 from orderproj.errors import DomainError
 from payments.gateway import (
     PaymentGatewayRejected,
@@ -79,6 +80,7 @@ def payment_charge(*, payment: Payment) -> Payment:
     """
     if transaction.get_connection().in_atomic_block:
         raise RuntimeError("payment_charge talks HTTP and must not run inside a transaction")
+    checkpoint("payment.charge.start", payment_id=payment.pk)
     if payment.status in SETTLED:
         return payment
     if payment.attempts:
@@ -92,6 +94,7 @@ def payment_charge(*, payment: Payment) -> Payment:
     )
     payment.attempts += 1
     payment.status = PaymentStatus.IN_DOUBT
+    checkpoint("payment.charge.sending", payment_id=payment.pk)
     try:
         charge = get_gateway().create_charge(
             idempotency_key=payment.idempotency_key,
@@ -109,6 +112,7 @@ def payment_charge(*, payment: Payment) -> Payment:
         payment.last_error = str(exc)[:2000]
         payment.save(update_fields=["status", "last_error", "updated_at"])
         return payment
+    checkpoint("payment.charge.answered", payment_id=payment.pk, status=charge.status)
     return _record(payment, charge)
 
 

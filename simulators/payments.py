@@ -28,10 +28,12 @@ from simulators.storage import (
 from simulators.web import (
     ApiError,
     bad_request,
+    boolean,
     json_body,
     json_response,
     non_negative_int,
     path_key,
+    positive_int,
     rate,
     register_error_handlers,
     reject_unknown_fields,
@@ -48,6 +50,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "latency_ms": 0,
     "timeout_delay_ms": 3000,
     "seed": 0,
+    # While true, a new charge waits at the provider, being processed, until it is false
+    # again (or HOLD_LIMIT_S passed): a test's way to have a charge in flight for as long as
+    # it needs, whatever the machine's speed.
+    "hold_charges": False,
 }
 CONFIG_FIELDS = {
     "decline_rate": rate,
@@ -56,7 +62,9 @@ CONFIG_FIELDS = {
     "latency_ms": non_negative_int,
     "timeout_delay_ms": non_negative_int,
     "seed": non_negative_int,
+    "hold_charges": boolean,
 }
+HOLD_LIMIT_S = 30.0
 SCRIPTABLE_OUTCOMES = ("capture", "decline", "error", "timeout")
 DECLINE_REASONS = ("card_declined", "insufficient_funds", "expired_card")
 # At most cents and a sane magnitude: a plain decimal string, no exponent or sign.
@@ -94,7 +102,31 @@ CREATE TABLE IF NOT EXISTS script (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
     outcome TEXT NOT NULL
 );
+-- Every request about a key, as the provider saw it arrive: what a test counts and times.
+CREATE TABLE IF NOT EXISTS request_log (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('charge', 'lookup', 'refund')),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_log_by_key ON request_log (idempotency_key, position);
+-- Answers forced on the next requests of a kind, about one key or any (a provider
+-- answering 401, 429, ...).
+CREATE TABLE IF NOT EXISTS forced_answers (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('charge', 'lookup', 'refund')),
+    idempotency_key TEXT,
+    status INTEGER NOT NULL
+);
+-- Charges being processed: another request with the same key meanwhile is answered 409, as
+-- real providers do (Stripe: "another request with this idempotency key is in progress").
+CREATE TABLE IF NOT EXISTS in_flight (
+    idempotency_key TEXT PRIMARY KEY,
+    since REAL NOT NULL
+);
 """
+# An in-flight mark older than this was left by a process that died mid-request.
+IN_FLIGHT_EXPIRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -178,10 +210,67 @@ def next_outcome(conn: sqlite3.Connection, config: dict[str, Any], key: str, n: 
     return scripted_outcome(row[1])
 
 
+def log_request(conn: sqlite3.Connection, key: str, kind: str) -> None:
+    """Record a request's arrival; in the caller's write transaction, or its own."""
+    sql = "INSERT INTO request_log (idempotency_key, kind, at) VALUES (?, ?, ?)"
+    if conn.in_transaction:
+        conn.execute(sql, (key, kind, time.time()))
+    else:
+        with write_transaction(conn):
+            conn.execute(sql, (key, kind, time.time()))
+
+
+def forced_answer(conn: sqlite3.Connection, key: str, kind: str) -> ApiError | None:
+    """Log the request; the error to answer it with if one was forced on its kind (consumed)."""
+    with write_transaction(conn):
+        log_request(conn, key, kind)
+        row = conn.execute(
+            "SELECT position, status FROM forced_answers"
+            " WHERE kind = ? AND (idempotency_key = ? OR idempotency_key IS NULL)"
+            " ORDER BY idempotency_key IS NULL, position LIMIT 1",
+            (kind, key),
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute("DELETE FROM forced_answers WHERE position = ?", (row[0],))
+    code = "service_unavailable" if row[1] >= 500 else "forced_error"
+    return ApiError(row[1], code, f"simulated {row[1]} answer to a {kind}")
+
+
+def hold_while_asked(conn: sqlite3.Connection) -> None:
+    """Keep a charge being processed while the config says hold_charges."""
+    deadline = time.monotonic() + HOLD_LIMIT_S
+    while read_config(conn)[0]["hold_charges"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def in_flight_begin(conn: sqlite3.Connection, key: str) -> bool:
+    """Mark a new charge request with `key` as being processed; False when another request
+    with that key is being processed already (its answer is not given yet)."""
+    now = time.time()
+    with write_transaction(conn):
+        conn.execute(
+            "DELETE FROM in_flight WHERE idempotency_key = ? AND since < ?",
+            (key, now - IN_FLIGHT_EXPIRY_S),
+        )
+        inserted = conn.execute(
+            "INSERT INTO in_flight (idempotency_key, since) VALUES (?, ?)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            (key, now),
+        ).rowcount
+    return inserted == 1
+
+
+def in_flight_end(conn: sqlite3.Connection, key: str) -> None:
+    with write_transaction(conn):
+        conn.execute("DELETE FROM in_flight WHERE idempotency_key = ?", (key,))
+
+
 def charge_create(
     conn: sqlite3.Connection, config: dict[str, Any], req: ChargeRequest
 ) -> ChargeResult:
-    """Count the attempt and answer the stored charge or make a new one, in one transaction.
+    """Count the attempt and answer the stored charge or make a new one, in one transaction
+    (the request was logged on arrival).
 
     The write lock makes concurrent attempts with one key queue up, so only the first can
     create the charge; the others find it and answer it. Errors are returned rather than
@@ -266,6 +355,16 @@ def charge_stats(conn: sqlite3.Connection, key: str | None) -> dict[str, Any]:
     }
 
 
+def request_log(conn: sqlite3.Connection, key: str | None) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT idempotency_key, kind, at FROM request_log"
+        + (" WHERE idempotency_key = ?" if key is not None else "")
+        + " ORDER BY position",
+        (key,) if key is not None else (),
+    ).fetchall()
+    return [{"idempotency_key": k, "kind": kind, "at": at} for k, kind, at in rows]
+
+
 def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     """The payment service app, storing everything in the SQLite file at db_path."""
     config_defaults = {**DEFAULT_CONFIG, **validate_config(defaults or {}, CONFIG_FIELDS)}
@@ -280,9 +379,30 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     @app.post("/charges")
     def create_charge() -> Response:
         req = parse_charge_request(json_body())
+        conn = get_db()
+        forced = forced_answer(conn, req.idempotency_key, "charge")
+        if forced is not None:
+            raise forced
         current = config()
-        simulate_latency(current["latency_ms"])
-        result = charge_create(get_db(), current, req)
+        # With no latency a charge is made in one write transaction, so requests with one key
+        # queue on the write lock and the later ones find the charge; with latency (or held),
+        # a charge is being processed that long, and another request with its key meanwhile
+        # is answered 409, as a real provider does.
+        if current["latency_ms"] > 0 or current["hold_charges"]:
+            if not in_flight_begin(conn, req.idempotency_key):
+                raise ApiError(
+                    409,
+                    "idempotency_key_in_use",
+                    "another request with this idempotency_key is being processed",
+                )
+            try:
+                simulate_latency(current["latency_ms"])
+                hold_while_asked(conn)
+                result = charge_create(conn, current, req)
+            finally:
+                in_flight_end(conn, req.idempotency_key)
+        else:
+            result = charge_create(conn, current, req)
         if result.error is not None:
             raise result.error
         if result.late:
@@ -292,6 +412,9 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     @app.get("/charges/<key>")
     def get_charge(key: str) -> Response:
         simulate_latency(config()["latency_ms"])
+        forced = forced_answer(get_db(), key, "lookup")
+        if forced is not None:
+            raise forced
         charge = fetch_charge(get_db(), key)
         if charge is None:
             raise ApiError(404, "not_found", f"no charge with idempotency_key {key!r}")
@@ -300,6 +423,9 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     @app.post("/charges/<key>/refund")
     def refund_charge(key: str) -> Response:
         simulate_latency(config()["latency_ms"])
+        forced = forced_answer(get_db(), key, "refund")
+        if forced is not None:
+            raise forced
         return json_response(charge_refund(get_db(), key))
 
     @app.get("/health")
@@ -326,11 +452,43 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
             pending = [o for (o,) in conn.execute("SELECT outcome FROM script ORDER BY position")]
         return json_response({"pending": pending})
 
+    @app.post("/_control/fail_next")
+    def push_forced_answers() -> Response:
+        """{"kind": "charge" | "lookup" | "refund", "status": 400-599, "times": n, "key"?}: the
+        next n requests of that kind (about that idempotency key, if given) are answered with
+        that status (a charge stores nothing)."""
+        data = json_body()
+        reject_unknown_fields(data, {"kind", "status", "times", "key"})
+        key = data.get("key")
+        if key is not None:
+            key = path_key(key, "key")
+        kind = data.get("kind")
+        if kind not in ("charge", "lookup", "refund"):
+            raise bad_request("kind must be charge, lookup or refund")
+        status = data.get("status")
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+            raise bad_request("status must be an integer from 400 to 599")
+        times = positive_int("times", data.get("times", 1))
+        conn = get_db()
+        with write_transaction(conn):
+            conn.executemany(
+                "INSERT INTO forced_answers (kind, idempotency_key, status) VALUES (?, ?, ?)",
+                [(kind, key, status)] * times,
+            )
+        return json_response({"kind": kind, "status": status, "times": times, "key": key})
+
     @app.post("/_control/reset")
     def reset() -> Response:
         conn = get_db()
         with write_transaction(conn):
-            for table in ("charges", "charge_requests", "script"):
+            for table in (
+                "charges",
+                "charge_requests",
+                "script",
+                "request_log",
+                "in_flight",
+                "forced_answers",
+            ):
                 conn.execute(f"DELETE FROM {table}")
             restored = reset_config(conn)
         return json_response({"config": restored})
@@ -338,5 +496,19 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     @app.get("/_control/stats")
     def stats() -> Response:
         return json_response(charge_stats(get_db(), request.args.get("key")))
+
+    @app.get("/_control/charges/<key>")
+    def peek_charge(key: str) -> Response:
+        """The charge as stored, for tests: unlike GET /charges/<key>, not a request the
+        provider counts."""
+        charge = fetch_charge(get_db(), key)
+        if charge is None:
+            raise ApiError(404, "not_found", f"no charge with idempotency_key {key!r}")
+        return json_response(charge)
+
+    @app.get("/_control/requests")
+    def requests_seen() -> Response:
+        """Every request as it arrived (key, kind: charge, lookup or refund; time), in order."""
+        return json_response({"results": request_log(get_db(), request.args.get("key"))})
 
     return app

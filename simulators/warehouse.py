@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS tick_state (
     last_drift_at REAL
 );
 INSERT OR IGNORE INTO tick_state (id, ticks, last_drift_at) VALUES (1, 0, NULL);
+-- A warehouse's own bugs, for tests: the snapshot serves this JSON value as a SKU's on_hand
+-- (a negative count, one past any integer column, a string) instead of the stored one.
+CREATE TABLE IF NOT EXISTS served_overrides (
+    sku TEXT PRIMARY KEY,
+    on_hand TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 Line = tuple[str, int]
@@ -126,13 +132,19 @@ def stock_page(conn: sqlite3.Connection, after: str, limit: int) -> dict[str, An
     """One keyset page: a range scan of the primary key, one row more to know if it is last."""
     as_of = utc_now()
     rows = conn.execute(
-        "SELECT sku, on_hand, version FROM skus WHERE sku > ? ORDER BY sku LIMIT ?",
+        "SELECT s.sku, s.on_hand, s.version, o.on_hand FROM skus AS s"
+        " LEFT JOIN served_overrides AS o USING (sku)"
+        " WHERE s.sku > ? ORDER BY s.sku LIMIT ?",
         (after, limit + 1),
     ).fetchall()
     return {
         "results": [
-            {"sku": sku, "on_hand": on_hand, "version": version}
-            for sku, on_hand, version in rows[:limit]
+            {
+                "sku": sku,
+                "on_hand": on_hand if override is None else json.loads(override),
+                "version": version,
+            }
+            for sku, on_hand, version, override in rows[:limit]
         ],
         "next_after": rows[limit - 1][0] if len(rows) > limit else None,
         "as_of": as_of,
@@ -387,6 +399,27 @@ def create_app(
         reject_unknown_fields(data, {"items"})
         return json_response(stock_upsert(get_db(), data.get("items")))
 
+    @app.put("/_control/served_overrides")
+    def put_served_overrides() -> Response:
+        """{"items": [{"sku": ..., "on_hand": <any JSON>}]}: what the snapshot serves as these
+        SKUs' on_hand from now on, whatever is stored (a faulty warehouse, for tests)."""
+        data = json_body()
+        reject_unknown_fields(data, {"items"})
+        items = data.get("items")
+        if not isinstance(items, list) or any(
+            not isinstance(i, dict) or set(i) != {"sku", "on_hand"} or not isinstance(i["sku"], str)
+            for i in items
+        ):
+            raise bad_request('items must be a list of {"sku": ..., "on_hand": ...}')
+        conn = get_db()
+        with write_transaction(conn):
+            conn.executemany(
+                "INSERT INTO served_overrides (sku, on_hand) VALUES (?, ?)"
+                " ON CONFLICT (sku) DO UPDATE SET on_hand = excluded.on_hand",
+                [(i["sku"], json.dumps(i["on_hand"])) for i in items],
+            )
+        return json_response({"items": len(items)})
+
     @app.post("/_control/tick")
     def tick() -> Response:
         params = {**read_config(get_db())[0], **validate_config(json_body(), TICK_FIELDS)}
@@ -401,6 +434,7 @@ def create_app(
         with write_transaction(conn):
             conn.execute("DELETE FROM skus")
             conn.execute("DELETE FROM shipments")
+            conn.execute("DELETE FROM served_overrides")
             conn.execute("UPDATE tick_state SET ticks = 0, last_drift_at = NULL")
             restored = reset_config(conn)
         return json_response({"config": restored})

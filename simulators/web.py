@@ -101,6 +101,12 @@ def non_negative_int(name: str, value: Any) -> int:
     return value
 
 
+def boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise bad_request(f"{name} must be true or false")
+    return value
+
+
 def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
         raise bad_request(f"{name} must be an integer from 1 to {MAX_INT}")

@@ -63,6 +63,12 @@ class PaymentSim(SimulatorControl):
             f"{self.url}/_control/script", json={"outcomes": list(outcomes)}, timeout=5
         ).raise_for_status()
 
+    def fail_next(self, kind: str, status: int, times: int = 1, key: str | None = None) -> None:
+        """The next `times` requests of `kind` (charge, lookup, refund), about `key` if given,
+        are answered `status`."""
+        body = {"kind": kind, "status": status, "times": times, **({"key": key} if key else {})}
+        self.session.post(f"{self.url}/_control/fail_next", json=body, timeout=5).raise_for_status()
+
     def stats(self, key: str | None = None) -> dict:
         params = {"key": key} if key else {}
         response = self.session.get(f"{self.url}/_control/stats", params=params, timeout=5)
@@ -70,8 +76,18 @@ class PaymentSim(SimulatorControl):
         return response.json()
 
     def charge(self, key: str) -> dict | None:
-        response = self.session.get(f"{self.url}/charges/{key}", timeout=5)
+        """The charge as the provider holds it (not counted as a request of ours)."""
+        response = self.session.get(f"{self.url}/_control/charges/{key}", timeout=5)
         return None if response.status_code == 404 else response.json()
+
+    def requests(self, key: str | None = None, kind: str | None = None) -> list[dict]:
+        """Every request the provider received (of one key, of one kind: charge, lookup or
+        refund), in arrival order, each with its arrival time `at` (epoch seconds)."""
+        params = {"key": key} if key else {}
+        response = self.session.get(f"{self.url}/_control/requests", params=params, timeout=5)
+        response.raise_for_status()
+        found = response.json()["results"]
+        return [r for r in found if kind is None or r["kind"] == kind]
 
 
 @dataclass
@@ -102,6 +118,14 @@ class WarehouseSim(SimulatorControl):
 
     def shipments(self) -> dict:
         return self.session.get(f"{self.url}/_control/shipments", timeout=5).json()
+
+    def serve_overrides(self, on_hand: dict[str, object]) -> None:
+        """From now on the snapshot serves these values as the SKUs' on_hand (a faulty
+        warehouse: negative, too large, not a number)."""
+        items = [{"sku": sku, "on_hand": value} for sku, value in on_hand.items()]
+        self.session.put(
+            f"{self.url}/_control/served_overrides", json={"items": items}, timeout=10
+        ).raise_for_status()
 
 
 def test_database_url(settings_dict: dict) -> str:

@@ -33,6 +33,7 @@ def level(product) -> tuple[int, int, int, int]:
     return row.on_hand, row.version, row.reserved, row.committed
 
 
+@pytest.mark.embedded
 def test_sync_pulls_every_page_and_applies_newer_levels(warehouse_sim):
     # given: 250 SKUs we know at version 1, changed at the warehouse since
     products = [product_in_warehouse(warehouse_sim, 5) for _ in range(250)]
@@ -49,6 +50,7 @@ def test_sync_pulls_every_page_and_applies_newer_levels(warehouse_sim):
     assert run.finished_at >= run.started_at
 
 
+@pytest.mark.embedded
 def test_unknown_skus_are_counted_and_missing_stock_rows_created(warehouse_sim):
     known_without_stock = ProductFactory()
     warehouse_sim.set_stock({known_without_stock.sku: 4, "NOT-IN-CATALOG": 7})

@@ -379,3 +379,66 @@ def test_health(http, payment_url):
     response = http.get(f"{payment_url}/health")
 
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_every_request_is_logged_with_its_kind_and_arrival_time(http, payment_url):
+    charge(http, payment_url, "k1")
+    http.get(f"{payment_url}/charges/k1")
+    http.post(f"{payment_url}/charges/k1/refund")
+    http.get(f"{payment_url}/charges/other")
+    http.get(f"{payment_url}/_control/charges/k1")  # a test's peek is not a request
+
+    logged = http.get(f"{payment_url}/_control/requests", params={"key": "k1"}).json()["results"]
+
+    assert [r["kind"] for r in logged] == ["charge", "lookup", "refund"]
+    assert all(isinstance(r["at"], float) for r in logged)
+    assert logged[0]["at"] <= logged[1]["at"] <= logged[2]["at"]
+    every = http.get(f"{payment_url}/_control/requests").json()["results"]
+    assert [r["idempotency_key"] for r in every] == ["k1", "k1", "k1", "other"]
+
+
+def test_forced_answers_apply_to_the_next_requests_of_their_kind_and_key(http, payment_url):
+    charge(http, payment_url, "k1")
+    http.post(f"{payment_url}/_control/fail_next", json={"kind": "lookup", "status": 401})
+    http.post(
+        f"{payment_url}/_control/fail_next",
+        json={"kind": "refund", "status": 403, "times": 2, "key": "k1"},
+    )
+
+    lookups = [http.get(f"{payment_url}/charges/k1").status_code for _ in range(2)]
+    refunds = [http.post(f"{payment_url}/charges/k1/refund").status_code for _ in range(3)]
+
+    assert lookups == [401, 200]
+    assert refunds == [403, 403, 200]
+    assert http.get(f"{payment_url}/charges/k1").json()["status"] == "refunded"
+
+
+def test_a_forced_answer_to_a_charge_stores_nothing(http, payment_url):
+    http.post(f"{payment_url}/_control/fail_next", json={"kind": "charge", "status": 429})
+
+    refused = charge(http, payment_url, "k1")
+
+    assert (refused.status_code, refused.json()["error"]["code"]) == (429, "forced_error")
+    assert http.get(f"{payment_url}/_control/charges/k1").status_code == 404
+    assert charge(http, payment_url, "k1").status_code == 201
+
+
+def test_a_charge_being_processed_answers_409_to_another_request_with_its_key(http, payment_url):
+    # given: charges held at the provider; one is being processed
+    configure(http, payment_url, hold_charges=True)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(charge, requests, payment_url, "k1")
+        deadline = time.monotonic() + 5
+        while not http.get(f"{payment_url}/_control/requests").json()["results"]:
+            assert time.monotonic() < deadline, "the first charge never arrived"
+
+        # when: another request with its key arrives meanwhile
+        second = charge(http, payment_url, "k1")
+        configure(http, payment_url, hold_charges=False)
+
+        # then: 409, and the first one is captured once let go
+        assert second.status_code == 409
+        assert second.json()["error"]["code"] == "idempotency_key_in_use"
+        assert first.result(timeout=10).status_code == 201
+    assert charge(http, payment_url, "k1").status_code == 200
+    assert stats(http, payment_url)["captured"] == 1

@@ -391,3 +391,21 @@ def test_health(http, warehouse_url):
     response = http.get(f"{warehouse_url}/health")
 
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_served_overrides_replace_the_on_hand_the_snapshot_serves(http, warehouse_url):
+    http.put(
+        f"{warehouse_url}/_control/stock",
+        json={"items": [{"sku": "A", "on_hand": 5}, {"sku": "B", "on_hand": 5}]},
+    )
+
+    http.put(
+        f"{warehouse_url}/_control/served_overrides",
+        json={"items": [{"sku": "A", "on_hand": -3}, {"sku": "B", "on_hand": "lots"}]},
+    )
+
+    page = http.get(f"{warehouse_url}/stock").json()["results"]
+    assert [(r["sku"], r["on_hand"]) for r in page] == [("A", -3), ("B", "lots")]
+    http.post(f"{warehouse_url}/_control/reset")
+    http.put(f"{warehouse_url}/_control/stock", json={"items": [{"sku": "A", "on_hand": 5}]})
+    assert http.get(f"{warehouse_url}/stock").json()["results"][0]["on_hand"] == 5
