@@ -4,8 +4,8 @@ from rest_framework import mixins, serializers, viewsets
 from catalog import selectors, services
 from catalog.filters import ProductFilter
 from catalog.models import Category, Product
-from orderproj.api.permissions import IsStaffOrReadOnly
-from orderproj.api.schema import error_response
+from core.api.permissions import IsStaffOrReadOnly
+from core.api.schema import error_response
 
 
 class CategorySerializer(serializers.ModelSerializer):

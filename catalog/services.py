@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from catalog.models import Category, Product
-from orderproj.errors import Conflict, DomainError
+from core.errors import Conflict, DomainError
 
 
 class DuplicateSku(DomainError):

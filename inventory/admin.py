@@ -7,10 +7,10 @@ from django.views.decorators.http import require_POST
 
 from catalog.admin import ProductAdmin
 from catalog.models import Product
+from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from core.publisher import publisher
 from inventory.models import StockLevel, SyncStatus, WarehouseSyncRun
 from inventory.tasks import SYNC_WAREHOUSE
-from orderproj.admin import ReadOnlyAdminMixin, ReadOnlyInline
-from orderproj.publisher import publisher
 
 
 @admin.register(StockLevel)

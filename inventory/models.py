@@ -85,16 +85,3 @@ class WarehouseSyncRun(models.Model):
         if not self.finished_at:
             return None
         return (self.finished_at - self.started_at).total_seconds()
-
-
-class Lease(models.Model):
-    """A named, expiring lock held in the database, for work that must never run twice at
-    once in the whole deployment (however many workers and beats there are). Expiry frees a
-    lease whose holder died."""
-
-    name = models.CharField(max_length=64, primary_key=True)
-    holder = models.CharField(max_length=64, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"lease {self.name} ({self.holder or 'free'})"

@@ -10,10 +10,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import Product
+from core.errors import Conflict, DomainError
 from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import StockLevel
 from inventory.warehouse import SkuLevel
-from orderproj.errors import Conflict, DomainError
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
-from inventory.leases import lease_acquire, lease_holder, lease_release, lease_renew
+from core.leases import lease_acquire, lease_holder, lease_release, lease_renew
 from inventory.models import SyncStatus, WarehouseSyncRun
 from inventory.services import stock_apply_warehouse_levels
 from inventory.warehouse import StockPage, WarehouseRejected, WarehouseUnavailable, get_warehouse

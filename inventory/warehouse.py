@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from orderproj.http import ServiceClient
+from core.http import ServiceClient
 
 
 @dataclass(frozen=True)

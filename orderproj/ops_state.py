@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from core.publisher import broker_is_redis
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "orderproj:ops:"
@@ -28,10 +30,6 @@ TASK_DURATIONS_KEY = f"{PREFIX}task-durations"
 TASK_RETRIES_KEY = f"{PREFIX}task-retries"
 # Upper bounds (seconds) of the task duration histogram's buckets.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-
-
-def broker_is_redis(url: str | None = None) -> bool:
-    return (url or settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://"))
 
 
 @lru_cache(maxsize=4)

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "django_celery_beat",
+    "core",
     "catalog",
     "inventory",
     "payments",
@@ -149,14 +150,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PAGINATION_CLASS": "orderproj.api.pagination.DefaultPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.DefaultPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "EXCEPTION_HANDLER": "orderproj.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "orderproj.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
 }
 # Per user, on order creation only, e.g. "20/min"; empty turns it off. Read at request time.
@@ -184,7 +185,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "orderproj.api.schema.describe_api",
+        "core.api.schema.describe_api",
     ],
 }
 
@@ -324,6 +325,30 @@ ORDER_RESERVATION_TTL_SECONDS = env.int("ORDER_RESERVATION_TTL_SECONDS", default
 # that arrived late (which is then refunded).
 ORDER_LATE_CAPTURE_WINDOW_SECONDS = env.int("ORDER_LATE_CAPTURE_WINDOW_SECONDS", default=3600)
 RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
+
+# --- Periodic tasks (celery-beat) -------------------------------------------------------------
+# Every periodic task of the deployment, in one place. Each is created in django-celery-beat's
+# schedule on migrate if it is not there yet (core/schedules.py); after that an operator edits
+# it in the admin (Periodic tasks), and the edit wins over these values.
+PERIODIC_TASKS = {
+    "warehouse-sync": {
+        "task": "inventory.sync_warehouse",
+        "every_seconds": WAREHOUSE_SYNC_INTERVAL_SECONDS,
+        "kwargs": {"trigger": "beat"},
+        "description": "Pull the warehouse's stock snapshot (on_hand/version, compare-and-set).",
+    },
+    "reconcile-orders": {
+        "task": "orders.reconcile",
+        "every_seconds": RECONCILE_INTERVAL_SECONDS,
+        "description": "Re-publish stuck orders, settle payments in doubt, expire reservations, "
+        "refund late captures.",
+    },
+    "purge-idempotency-keys": {
+        "task": "orders.purge_idempotency_keys",
+        "every_seconds": 3600,
+        "description": "Delete Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_HOURS.",
+    },
+}
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -5,8 +5,8 @@ from rest_framework.routers import DefaultRouter
 
 from catalog.api import CategoryViewSet
 from inventory.api import ProductWithStockViewSet, StockLevelViewSet
-from orderproj.api.views import HealthView, TokenView
 from orderproj.metrics import metrics_view
+from orderproj.views import HealthView, TokenView
 from orders.api import OrderViewSet
 
 router = DefaultRouter()
@@ -27,7 +27,7 @@ urlpatterns = [
     path("orders/create", OrderViewSet.as_view({"post": "create"}), name="order-create-legacy"),
 ]
 
-handler400 = "orderproj.api.errors.bad_request_view"
-handler403 = "orderproj.api.errors.permission_denied_view"
-handler404 = "orderproj.api.errors.not_found_view"
-handler500 = "orderproj.api.errors.server_error_view"
+handler400 = "core.api.errors.bad_request_view"
+handler403 = "core.api.errors.permission_denied_view"
+handler404 = "core.api.errors.not_found_view"
+handler500 = "core.api.errors.server_error_view"

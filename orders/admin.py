@@ -6,9 +6,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from catalog.models import Product
+from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from core.errors import DomainError
 from inventory.admin import ProductStockAdmin
-from orderproj.admin import ReadOnlyAdminMixin, ReadOnlyInline
-from orderproj.errors import DomainError
 from orders.interventions import order_cancel, order_repush_fulfilment, order_retry
 from orders.models import Order, OrderLine, OrderLog, OrderStatus
 from payments.admin import PaymentAdmin

@@ -10,11 +10,11 @@ from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from orderproj.api.filters import UtcIsoDateTimeFilter
-from orderproj.api.schema import error_response
-from orderproj.api.throttling import OrderCreateThrottle
+from core.api.filters import UtcIsoDateTimeFilter
+from core.api.schema import error_response
 from orders import idempotency, interventions, selectors, services
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
+from orders.throttling import OrderCreateThrottle
 
 
 class StrictIntegerField(serializers.IntegerField):

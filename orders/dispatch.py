@@ -1,14 +1,14 @@
 """Publishing work to Celery by task name (services need not import tasks).
 
 Publishing happens inside web requests and right after commits, so it goes through the
-bounded publisher (orderproj.publisher). A failure is logged, never raised: the order is
+bounded publisher (core.publisher). A failure is logged, never raised: the order is
 already committed, and the reconciler re-publishes work that makes no progress.
 """
 
 import logging
 from typing import Any
 
-from orderproj.publisher import publisher
+from core.publisher import publisher
 
 logger = logging.getLogger(__name__)
 

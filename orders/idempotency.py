@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orderproj.errors import Conflict, DomainError
+from core.errors import Conflict, DomainError
 from orders.models import IdempotencyKey, IdempotencyKeyState, Order
 
 KEY_MAX_LENGTH = 255

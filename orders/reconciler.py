@@ -22,7 +22,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
-from inventory.leases import lease_acquire, lease_release
+from core.leases import lease_acquire, lease_release
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import FailureReason, Order, OrderStatus
 from orders.services import order_confirm, order_fail, order_log

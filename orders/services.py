@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Product
+from core.errors import Conflict, DomainError
 from inventory.services import (
     stock_apply_warehouse_levels,
     stock_confirm,
@@ -26,7 +27,6 @@ from inventory.services import (
     stock_ship,
 )
 from inventory.warehouse import Shipment
-from orderproj.errors import Conflict, DomainError
 from orders.dispatch import enqueue_order_processing
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 from orders.selectors import order_lines

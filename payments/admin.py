@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from orderproj.admin import ReadOnlyAdminMixin
+from core.admin import ReadOnlyAdminMixin
 from payments.models import Payment
 
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 import requests
 from django.conf import settings
 
-from orderproj.http import ServiceClient
+from core.http import ServiceClient
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from inventory.apps import WAREHOUSE_SYNC_SCHEDULE
 from inventory.models import WarehouseSyncRun
 from inventory.tests.factories import product_in_warehouse
 from tests.live import BeatProcess
@@ -16,7 +15,7 @@ def test_beat_and_a_worker_produce_recorded_sync_runs(worker_env, warehouse_sim,
     # given: the schedule created on install, edited to every second (as in the admin)
     product = product_in_warehouse(warehouse_sim, 5)
     warehouse_sim.set_stock({product.sku: 11})
-    task = PeriodicTask.objects.get(name=WAREHOUSE_SYNC_SCHEDULE)
+    task = PeriodicTask.objects.get(name="warehouse-sync")
     task.interval, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")
     task.save()
 

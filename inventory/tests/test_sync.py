@@ -8,7 +8,6 @@ from django.db import IntegrityError, connections
 from django_celery_beat.models import PeriodicTask
 
 from catalog.tests.factories import ProductFactory
-from inventory.apps import WAREHOUSE_SYNC_SCHEDULE
 from inventory.models import StockLevel, SyncStatus, WarehouseSyncRun
 from inventory.services import stock_apply_warehouse_levels
 from inventory.sync import warehouse_sync
@@ -186,7 +185,7 @@ def test_sync_command_prints_a_summary(warehouse_sim, capsys):
 
 
 def test_the_sync_schedule_exists_on_a_fresh_install(settings):
-    task = PeriodicTask.objects.get(name=WAREHOUSE_SYNC_SCHEDULE)
+    task = PeriodicTask.objects.get(name="warehouse-sync")
     assert task.task == "inventory.sync_warehouse" and task.enabled
     assert (task.interval.every, task.interval.period) == (
         settings.WAREHOUSE_SYNC_INTERVAL_SECONDS,

@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test import Client, RequestFactory
 
+from core.api.errors import server_error_view
 from inventory.tests.factories import product_with_stock
-from orderproj.api.errors import server_error_view
 from orders.tests.conftest import TableLock
 
 pytestmark = pytest.mark.django_db

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from catalog.tests.factories import CategoryFactory
+from core.api.postman import openapi_schema
 from inventory.tests.factories import product_with_stock
-from orderproj.api.postman import openapi_schema
 from orderproj.celery import app as celery_app
 from orders.interventions import order_cancel
 from orders.services import order_reserve

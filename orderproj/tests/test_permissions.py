@@ -9,8 +9,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from catalog.tests.factories import CategoryFactory, ProductFactory
+from core.api.postman import openapi_schema
 from inventory.tests.factories import product_with_stock
-from orderproj.api.postman import openapi_schema
 from orders.tests.helpers import place_order
 
 ROLES = ("anonymous", "customer", "other", "staff")

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 
-from orderproj.api.postman import openapi_schema, postman_collection, render
+from core.api.postman import openapi_schema, postman_collection, render
 
 ROOT = Path(settings.BASE_DIR)
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection, connections, transaction
 
-from orderproj.api.throttling import OrderCreateThrottle
+from orders.throttling import OrderCreateThrottle
 
 
 @pytest.fixture

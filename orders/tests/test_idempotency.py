@@ -11,9 +11,9 @@ from django_celery_beat.models import PeriodicTask
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from core.schedules import ensure_periodic_tasks
 from inventory.tests.factories import product_with_stock
 from orderproj.celery import app as celery_app
-from orders.apps import IDEMPOTENCY_PURGE_SCHEDULE, ensure_idempotency_purge_schedule
 from orders.dispatch import PURGE_IDEMPOTENCY_KEYS
 from orders.idempotency import idempotency_key_purge
 from orders.models import IdempotencyKey, Order
@@ -286,7 +286,7 @@ def test_purge_deletes_only_keys_past_their_lifetime(customer_client, settings):
 @pytest.mark.django_db
 def test_the_purge_is_on_the_beat_schedule_of_a_fresh_install():
     # given: the test database was just migrated, as on a fresh install
-    task = PeriodicTask.objects.get(name=IDEMPOTENCY_PURGE_SCHEDULE)
+    task = PeriodicTask.objects.get(name="purge-idempotency-keys")
 
     # then: scheduled hourly, enabled, naming a task the worker knows
     assert task.enabled
@@ -297,6 +297,6 @@ def test_the_purge_is_on_the_beat_schedule_of_a_fresh_install():
     # and migrating again changes nothing, keeping an operator's edit
     task.interval.every = 7200
     task.interval.save()
-    ensure_idempotency_purge_schedule(sender=None)
-    assert PeriodicTask.objects.filter(name=IDEMPOTENCY_PURGE_SCHEDULE).count() == 1
-    assert PeriodicTask.objects.get(name=IDEMPOTENCY_PURGE_SCHEDULE).interval.every == 7200
+    ensure_periodic_tasks()
+    assert PeriodicTask.objects.filter(name="purge-idempotency-keys").count() == 1
+    assert PeriodicTask.objects.get(name="purge-idempotency-keys").interval.every == 7200

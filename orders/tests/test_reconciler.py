@@ -135,7 +135,7 @@ def test_a_confirmed_order_the_warehouse_never_acknowledged_is_pushed_again(
 
 
 def test_two_passes_at_once_do_not_double_anything(customer, payment_sim, settings):
-    from inventory.leases import lease_acquire, lease_release
+    from core.leases import lease_acquire, lease_release
 
     # given: an order idle for longer than the threshold
     order = place_order(customer, (product_with_stock(5).id, 1))

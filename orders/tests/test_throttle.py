@@ -6,7 +6,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
 from inventory.tests.factories import product_with_stock
-from orderproj.api.throttling import OrderCreateThrottle
+from orders.throttling import OrderCreateThrottle
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from orderproj.api.postman import openapi_schema, postman_collection, render
+from core.api.postman import openapi_schema, postman_collection, render
 
 DEFAULT_PATH = Path(settings.BASE_DIR) / "docs" / "postman_collection.json"
 

@@ -11,7 +11,9 @@ from functools import lru_cache
 from celery import Celery
 from django.conf import settings
 
-from orderproj.ops_state import broker_is_redis
+
+def broker_is_redis(url: str | None = None) -> bool:
+    return (url or settings.CELERY_BROKER_URL).startswith(("redis://", "rediss://"))
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,11 @@
-"""Periodic tasks that must exist on a fresh install, registered with django-celery-beat's
-database scheduler (so operators can edit them in the admin, and edits are kept)."""
+"""The periodic tasks a deployment runs, created in django-celery-beat's database schedule on
+migrate (so operators edit them in the admin, and their edits are kept). What they are is
+defined in one place: settings.PERIODIC_TASKS."""
 
 import json
 from typing import Any
+
+from django.conf import settings
 
 
 def ensure_periodic_task(
@@ -31,3 +34,16 @@ def ensure_periodic_task(
         expire_seconds=every_seconds,
         description=description,
     )
+
+
+def ensure_periodic_tasks(sender=None, using: str = "default", **kwargs) -> None:
+    """post_migrate: every task of settings.PERIODIC_TASKS exists in the schedule."""
+    for name, spec in settings.PERIODIC_TASKS.items():
+        ensure_periodic_task(
+            name=name,
+            task=spec["task"],
+            every_seconds=spec["every_seconds"],
+            kwargs=spec.get("kwargs"),
+            description=spec.get("description", ""),
+            using=using,
+        )

@@ -5,7 +5,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orderproj.api.errors import error_body
+from core.api.errors import error_body
 from orderproj.health import health_report
 
 

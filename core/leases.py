@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from inventory.models import Lease
+from core.models import Lease
 
 
 def lease_acquire(*, name: str, holder: str, seconds: int) -> bool:

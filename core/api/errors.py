@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from orderproj.errors import DomainError
+from core.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

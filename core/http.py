@@ -1,10 +1,25 @@
 """What our clients of external services (payment provider, warehouse) share: a kept-alive
-session, timeouts on every call, and one meaning for an answer that says nothing."""
+session, timeouts on every call, one meaning for an answer that says nothing, and the one
+check that no call is made inside a database transaction."""
 
 import os
 
 import requests
+from django.db import transaction
 from requests.adapters import HTTPAdapter
+
+
+class CallInsideTransaction(RuntimeError):
+    """An external call was about to be made inside a database transaction: a bug. The
+    transaction would hold its row locks (and a connection) for as long as the network takes,
+    and what the call did could not be undone if the transaction rolled back."""
+
+
+def in_transaction(using: str | None = None) -> bool:
+    """True inside an atomic block of ours; the block a test case wraps around each test (a
+    transaction the code under test does not know of) does not count."""
+    blocks = transaction.get_connection(using).atomic_blocks
+    return any(not getattr(block, "_from_testcase", False) for block in blocks)
 
 
 def client_session(base_url: str, *, pool_size: int = 32) -> requests.Session:
@@ -42,7 +57,13 @@ class ServiceClient:
         self.session = client_session(self.base_url)
 
     def _send(self, method: str, path: str, **kwargs) -> requests.Response:
-        """The service's answer, any status below 500."""
+        """The service's answer, any status below 500. Refuses to call inside a database
+        transaction (CallInsideTransaction)."""
+        if in_transaction():
+            raise CallInsideTransaction(
+                f"{type(self).__name__} {method} {path}: external calls are made after the "
+                "transaction commits, never inside it"
+            )
         try:
             response = self.session.request(
                 method, self.base_url + path, timeout=self.timeout, **kwargs

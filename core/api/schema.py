@@ -7,7 +7,7 @@ from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS, IsAdminUser
 
-from orderproj.api.permissions import IsStaffOrReadOnly
+from core.api.permissions import IsStaffOrReadOnly
 
 DESCRIPTION = """\
 Orders are taken over REST and processed asynchronously: stock is reserved, the payment
