@@ -49,6 +49,7 @@ class StockLevelAdmin(admin.ModelAdmin):
 STATUS_COLOURS = {
     SyncStatus.RUNNING: "#0d6efd",
     SyncStatus.SUCCEEDED: "#198754",
+    SyncStatus.PARTIAL: "#b58105",
     SyncStatus.FAILED: "#dc3545",
     SyncStatus.SKIPPED: "#6c757d",
 }
@@ -67,6 +68,7 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "applied",
         "stale_skipped",
         "unknown_skus",
+        "rejected",
         "oversold_flag",
         "short_error",
     ]
@@ -83,6 +85,9 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "stale_skipped",
         "unknown_skus",
         "oversold",
+        "rejected",
+        "started_after",
+        "cursor",
         "details",
         "error",
     ]

@@ -45,8 +45,10 @@ class StockLevel(models.Model):
 
 class SyncStatus(models.TextChoices):
     RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+    SUCCEEDED = "succeeded"  # reached the end of the snapshot
+    # Stopped by its time limit before the end; the next run resumes at its cursor.
+    PARTIAL = "partial"
+    FAILED = "failed"  # the next run resumes at its cursor too
     SKIPPED = "skipped"  # another run held the lease
 
 
@@ -68,8 +70,23 @@ class WarehouseSyncRun(models.Model):
         default=0,
         help_text="SKUs left with available < 0: the warehouse has fewer units than orders hold",
     )
+    rejected = models.PositiveIntegerField(
+        default=0,
+        help_text="Rows the warehouse got wrong (a negative count, not a number, ...): skipped",
+    )
+    started_after = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The SKU it resumed after, where the run before it stopped (empty: the start)",
+    )
+    cursor = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The last SKU of the last page it applied: where the next run resumes if "
+        "this one stopped before the end",
+    )
     details = models.JSONField(
-        default=dict, blank=True, help_text="Samples: unknown and oversold SKUs."
+        default=dict, blank=True, help_text="Samples: unknown, oversold and rejected SKUs."
     )
     error = models.TextField(blank=True)
 

@@ -13,7 +13,7 @@ from catalog.models import Product
 from core.errors import Conflict, DomainError
 from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import StockLevel
-from inventory.warehouse import SkuLevel
+from inventory.types import SkuLevel
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,12 @@ RETURNING product_id
 _LINE = "(CAST(%s AS bigint), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS bigint))"
 
 
+def _now_for_sql():
+    """Now, as the backend stores a datetime (SQLite: text without an offset, as the ORM
+    writes it), for raw statements."""
+    return connection.ops.adapt_datetimefield_value(timezone.now())
+
+
 def _change(
     quantities: Mapping[int, int],
     *,
@@ -91,7 +97,7 @@ def _change(
         guard=guard,
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*lock_params, *params, timezone.now()])
+        cursor.execute(sql, [*lock_params, *params, _now_for_sql()])
         return {product_id for (product_id,) in cursor.fetchall()}
 
 
@@ -236,7 +242,7 @@ def stock_apply_warehouse_levels(*, levels: Iterable[SkuLevel]) -> BatchResult:
     rows = ", ".join(["(%s, CAST(%s AS integer), CAST(%s AS bigint))"] * len(known))
     params = [value for lvl in known for value in (lvl.sku, lvl.on_hand, lvl.version)]
     with connection.cursor() as cursor:
-        cursor.execute(_APPLY_SQL.format(rows=rows), [*params, timezone.now()])
+        cursor.execute(_APPLY_SQL.format(rows=rows), [*params, _now_for_sql()])
         changed = dict(cursor.fetchall())
     result.applied = len(changed)
     sku_of = {pid: sku for sku, pid in product_ids.items()}

@@ -1,48 +1,63 @@
 """HTTP client of the warehouse (the simulator by default, a real one by URL).
 
 Timeouts on every call. `WarehouseUnavailable` means no definitive answer (retry);
-`WarehouseRejected` is a definitive refusal with the warehouse's error code.
+`WarehouseRejected` is a definitive refusal with the warehouse's error code. Rows that make no
+sense are never passed on: a stock page reports them as rejected, one by one.
 """
 
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 
 from core.http import ServiceClient
+from inventory.types import (
+    RejectedRow,
+    Shipment,
+    SkuLevel,
+    StockPage,
+    WarehouseRejected,
+    WarehouseUnavailable,
+)
+
+# The stock columns' range: a count of units fits a 32-bit integer, a version a 64-bit one.
+MAX_ON_HAND = 2**31 - 1
+MAX_VERSION = 2**63 - 1
+MAX_SKU_LENGTH = 64
 
 
-@dataclass(frozen=True)
-class SkuLevel:
-    sku: str
-    on_hand: int
-    version: int
+def _whole(value: Any, *, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
 
 
-@dataclass(frozen=True)
-class StockPage:
-    levels: list[SkuLevel]
-    next_after: str | None
+def decode_level(row: Any) -> SkuLevel | RejectedRow:
+    """One {sku, on_hand, version} row, checked field by field."""
+    if not isinstance(row, dict):
+        return RejectedRow(sku=repr(row)[:MAX_SKU_LENGTH], reason="not an object")
+    sku = row.get("sku")
+    if not isinstance(sku, str) or not 1 <= len(sku) <= MAX_SKU_LENGTH:
+        return RejectedRow(sku=repr(sku)[:MAX_SKU_LENGTH], reason="sku is not a short string")
+    on_hand = _whole(row.get("on_hand"), low=0, high=MAX_ON_HAND)
+    if on_hand is None:
+        return RejectedRow(
+            sku=sku, reason=f"on_hand {row.get('on_hand')!r} is not 0..{MAX_ON_HAND}"
+        )
+    version = _whole(row.get("version"), low=0, high=MAX_VERSION)
+    if version is None:
+        return RejectedRow(sku=sku, reason=f"version {row.get('version')!r} is not a count")
+    return SkuLevel(sku, on_hand, version)
 
 
-@dataclass(frozen=True)
-class Shipment:
-    shipment_id: str
-    levels: list[SkuLevel]  # each SKU's on_hand/version right after this shipment
-
-
-class WarehouseUnavailable(Exception):
-    """Timeout, connection error, 5xx or an unreadable answer."""
-
-
-class WarehouseRejected(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
-        self.status, self.code, self.details = status, code, details or {}
-        super().__init__(f"HTTP {status} {code}: {message}")
-
-
-def _levels(rows) -> list[SkuLevel]:
-    return [SkuLevel(r["sku"], int(r["on_hand"]), int(r["version"])) for r in rows]
+def decode_levels(rows: Any) -> tuple[list[SkuLevel], list[RejectedRow]]:
+    if not isinstance(rows, list):
+        raise WarehouseUnavailable(f"unreadable answer: expected a list of rows, got {rows!r:.100}")
+    decoded = [decode_level(row) for row in rows]
+    return (
+        [d for d in decoded if isinstance(d, SkuLevel)],
+        [d for d in decoded if isinstance(d, RejectedRow)],
+    )
 
 
 class WarehouseClient(ServiceClient):
@@ -51,31 +66,68 @@ class WarehouseClient(ServiceClient):
     def stock_page(self, *, after: str | None, limit: int) -> StockPage:
         params = {"limit": limit, **({"after": after} if after else {})}
         data = self._request("GET", "/stock", params=params)
-        try:
-            return StockPage(levels=_levels(data["results"]), next_after=data.get("next_after"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WarehouseUnavailable(f"unreadable stock page: {exc!r}") from exc
+        levels, rejected = decode_levels(data.get("results"))
+        next_after = data.get("next_after")
+        if next_after is not None and not isinstance(next_after, str):
+            raise WarehouseUnavailable(f"unreadable stock page: next_after {next_after!r:.100}")
+        return StockPage(levels=levels, next_after=next_after, rejected=rejected)
 
     def ship(self, *, order_id: str, lines: list[tuple[str, int]]) -> Shipment:
         body = {
             "order_id": order_id,
             "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
         }
-        data = self._request("POST", "/shipments", json=body)
+        return self._shipment(self._request("POST", "/shipments", json=body))
+
+    def get_shipment(self, *, order_id: str) -> Shipment | None:
+        """The shipment the warehouse holds for the order; None if it holds none."""
         try:
-            return Shipment(shipment_id=str(data["shipment_id"]), levels=_levels(data["lines"]))
-        except (KeyError, TypeError, ValueError) as exc:
+            return self._shipment(self._request("GET", f"/shipments/{order_id}"))
+        except WarehouseRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def cancel_shipment(self, *, order_id: str) -> Shipment | None:
+        """Ask the warehouse never to ship the order. None: it will not (it holds no shipment,
+        and refuses any push of the order from now on); a Shipment: too late, it has shipped."""
+        try:
+            self._request("POST", f"/shipments/{order_id}/cancel")
+        except WarehouseRejected as exc:
+            if exc.code == "already_shipped":
+                return self._shipment(exc.details.get("shipment"))
+            raise
+        return None
+
+    def shipments_page(self, *, after: str | None, limit: int) -> tuple[list[dict], str | None]:
+        """Every shipment the warehouse holds, a page at a time: (shipments, next_after)."""
+        params = {"limit": limit, **({"after": after} if after else {})}
+        data = self._request("GET", "/shipments", params=params)
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise WarehouseUnavailable(f"unreadable shipments page: {data!r:.100}")
+        return results, data.get("next_after")
+
+    @staticmethod
+    def _shipment(data: Any) -> Shipment:
+        try:
+            levels, _rejected = decode_levels(data["lines"])  # a bad level is not applied
+            return Shipment(shipment_id=str(data["shipment_id"]), levels=levels)
+        except (KeyError, TypeError) as exc:
             raise WarehouseUnavailable(f"unreadable shipment answer: {exc!r}") from exc
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
-        """The answer's JSON; a 4xx raises WarehouseRejected with the warehouse's error."""
+        """The answer's JSON object; a 4xx raises WarehouseRejected with the warehouse's
+        error."""
         response = self._send(method, path, **kwargs)
         try:
             data = response.json()
         except ValueError as exc:
             raise WarehouseUnavailable(f"HTTP {response.status_code}: not JSON") from exc
+        if not isinstance(data, dict):
+            raise WarehouseUnavailable(f"HTTP {response.status_code}: not a JSON object")
         if response.status_code >= 400:
-            error = data.get("error", {}) if isinstance(data, dict) else {}
+            error = data.get("error", {}) if isinstance(data.get("error"), dict) else {}
             raise WarehouseRejected(
                 response.status_code,
                 error.get("code", "rejected"),

@@ -308,6 +308,10 @@ WAREHOUSE_SYNC_PAGE_RETRIES = env.int("WAREHOUSE_SYNC_PAGE_RETRIES", default=3)
 WAREHOUSE_SYNC_RETRY_BASE_SECONDS = env.float("WAREHOUSE_SYNC_RETRY_BASE_SECONDS", default=0.5)
 # Single flight: a run holds a lease, renewed every page; a dead run's lease expires.
 WAREHOUSE_SYNC_LEASE_SECONDS = env.int("WAREHOUSE_SYNC_LEASE_SECONDS", default=300)
+# A run stops by itself after this long (checked after each page) and the next run resumes
+# where it stopped, so a catalog too large for one run is still covered, run after run. The
+# sync task's own time limits are this plus a margin, not the global task limits.
+WAREHOUSE_SYNC_MAX_SECONDS = env.int("WAREHOUSE_SYNC_MAX_SECONDS", default=240)
 ORDER_SHIP_RETRY_MAX = env.int("ORDER_SHIP_RETRY_MAX", default=8)
 ORDER_SHIP_RETRY_BASE_SECONDS = env.float("ORDER_SHIP_RETRY_BASE_SECONDS", default=2.0)
 ORDER_SHIP_RETRY_MAX_DELAY = env.float("ORDER_SHIP_RETRY_MAX_DELAY", default=120.0)

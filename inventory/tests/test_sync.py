@@ -1,8 +1,10 @@
 """The warehouse sync against the warehouse simulator over HTTP and real PostgreSQL."""
 
+import contextlib
 import threading
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.management import call_command
 from django.db import IntegrityError, connections
 from django_celery_beat.models import PeriodicTask
@@ -12,7 +14,9 @@ from inventory.models import StockLevel, SyncStatus, WarehouseSyncRun
 from inventory.services import stock_apply_warehouse_levels
 from inventory.sync import warehouse_sync
 from inventory.tests.factories import StockLevelFactory, product_in_warehouse
-from inventory.warehouse import SkuLevel, get_warehouse
+from inventory.types import SkuLevel
+from inventory.warehouse import get_warehouse
+from tests.interleave import Inject, raise_
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,3 +195,59 @@ def test_the_sync_schedule_exists_on_a_fresh_install(settings):
         settings.WAREHOUSE_SYNC_INTERVAL_SECONDS,
         "seconds",
     )
+
+
+# --- rows the warehouse gets wrong, and runs cut short -----------------------------------------
+
+
+@pytest.mark.embedded
+def test_bad_numbers_from_the_warehouse_are_skipped_and_reported_never_blocking_the_page(
+    warehouse_sim,
+):
+    # given: one page where the warehouse serves a negative count, one past any integer
+    # column, and a negative count for a product we have no stock row for yet
+    good, negative, huge = (product_in_warehouse(warehouse_sim, 5) for _ in range(3))
+    new = ProductFactory()
+    warehouse_sim.set_stock({good.sku: 8, negative.sku: 8, huge.sku: 8, new.sku: 1})
+    warehouse_sim.serve_overrides({negative.sku: -3, huge.sku: 2**40, new.sku: -1})
+
+    # when
+    run = warehouse_sync(trigger="test")
+
+    # then: the good row applied, the bad ones skipped and named, nothing else changed
+    assert run.status == "succeeded", run.error
+    assert level(good) == (8, 2, 0, 0)
+    assert (level(negative), level(huge)) == ((5, 1, 0, 0), (5, 1, 0, 0))
+    assert not StockLevel.objects.filter(product=new).exists()
+    assert (run.applied, run.rejected) == (1, 3)
+    assert sorted(r["sku"] for r in run.details["rejected"]) == sorted(
+        [negative.sku, huge.sku, new.sku]
+    )
+
+
+@pytest.mark.embedded
+def test_a_row_that_is_not_a_number_is_skipped_and_the_rest_of_its_page_applied(warehouse_sim):
+    good, garbled = product_in_warehouse(warehouse_sim, 5), product_in_warehouse(warehouse_sim, 5)
+    warehouse_sim.set_stock({good.sku: 6, garbled.sku: 6})
+    warehouse_sim.serve_overrides({garbled.sku: "lots"})
+
+    run = warehouse_sync(trigger="test")
+
+    assert run.status == "succeeded", run.error
+    assert (level(good), level(garbled)) == ((6, 2, 0, 0), (5, 1, 0, 0))
+    assert run.rejected == 1 and run.details["rejected"][0]["sku"] == garbled.sku
+
+
+def test_runs_cut_by_their_time_limit_resume_where_the_last_one_stopped(warehouse_sim):
+    # given: three pages of SKUs, every one newer at the warehouse
+    products = [product_in_warehouse(warehouse_sim, 5) for _ in range(250)]
+    warehouse_sim.set_stock({p.sku: 7 for p in products})
+
+    # when: three runs, each stopped by its time limit right after its first page
+    with Inject("sync.page", raise_(SoftTimeLimitExceeded()), times=3):
+        for _ in range(3):
+            with contextlib.suppress(SoftTimeLimitExceeded):  # a run may also stop by itself
+                warehouse_sync(trigger="test")
+
+    # then: together they reached every SKU
+    assert StockLevel.objects.filter(product__in=products, version=2).count() == 250
