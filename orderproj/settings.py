@@ -289,7 +289,9 @@ ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", default=10_000)
 ORDER_STOCK_RETRY_MAX = env.int("ORDER_STOCK_RETRY_MAX", default=5)
 ORDER_STOCK_RETRY_BASE_SECONDS = env.float("ORDER_STOCK_RETRY_BASE_SECONDS", default=2.0)
 ORDER_STOCK_RETRY_MAX_DELAY = env.float("ORDER_STOCK_RETRY_MAX_DELAY", default=120.0)
-# Payment provider without a definitive answer (5xx, timeout): retries, then a lookup.
+# Payment provider without a definitive answer (timeout, 5xx, 408/409/425/429): at most this
+# many tries (each a charge request or a lookup, answered or not) with backoff; then the
+# reconciler asks the provider, until the reservation expires.
 ORDER_PAYMENT_RETRY_MAX = env.int("ORDER_PAYMENT_RETRY_MAX", default=5)
 ORDER_PAYMENT_RETRY_BASE_SECONDS = env.float("ORDER_PAYMENT_RETRY_BASE_SECONDS", default=1.0)
 ORDER_PAYMENT_RETRY_MAX_DELAY = env.float("ORDER_PAYMENT_RETRY_MAX_DELAY", default=60.0)
@@ -318,17 +320,24 @@ ORDER_SHIP_RETRY_MAX_DELAY = env.float("ORDER_SHIP_RETRY_MAX_DELAY", default=120
 
 # --- Reconciler (celery-beat) ---------------------------------------------------------------
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=30)
-# An order in a non-final state with no logged activity for this long is treated as stuck (a
-# lost publish, a dead worker) and its work re-published. It must exceed the longest retry
-# delay above (120 s x (1 + jitter)), or orders merely waiting would be re-published.
+# An order in a non-final state without progress for this long (no transition, no retry
+# scheduled) is treated as stuck (a lost publish, a dead worker, a payment service that kept
+# not answering) and its work re-published; the reconciler looks at an order at most once
+# per this long. It must exceed the longest retry delay above (120 s x (1 + jitter)), or
+# orders merely waiting would be re-published.
 ORDER_STUCK_AFTER_SECONDS = env.int("ORDER_STUCK_AFTER_SECONDS", default=300)
-# A reservation held longer than this is released (failed/reservation_expired), but only
-# once the charge is known not captured.
+# A reservation held longer than this is released (failed/reservation_expired), also while
+# the payment service does not answer; a capture found afterwards is refunded.
 ORDER_RESERVATION_TTL_SECONDS = env.int("ORDER_RESERVATION_TTL_SECONDS", default=900)
-# How long after an order failed or was cancelled its payment is re-checked for a capture
-# that arrived late (which is then refunded).
+# A payment the provider said it had not charged is looked up again for this long after its
+# last charge request (which may still land and capture; a capture is then refunded). A
+# payment in doubt is looked up until the provider answers, however long that takes.
 ORDER_LATE_CAPTURE_WINDOW_SECONDS = env.int("ORDER_LATE_CAPTURE_WINDOW_SECONDS", default=3600)
+# Orders and payments one pass looks at, least recently looked at first.
 RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
+# A pass stops by itself after this long, short of the task's soft time limit; the next
+# pass takes up what it did not reach.
+RECONCILE_TIME_BUDGET_SECONDS = env.int("RECONCILE_TIME_BUDGET_SECONDS", default=80)
 
 # --- Periodic tasks (celery-beat) -------------------------------------------------------------
 # Every periodic task of the deployment, in one place. Each is created in django-celery-beat's

@@ -1,5 +1,3 @@
-import uuid
-
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -40,9 +38,12 @@ class OrderLineInline(ReadOnlyInline):
 
 class OrderLogInline(ReadOnlyInline):
     model = OrderLog
-    fields = ["created_at", "from_status", "to_status", "event", "message", "data"]
+    fields = ["created_at", "from_status", "to_status", "event", "actor", "message", "data"]
     readonly_fields = fields
     ordering = ["id"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
 
 
 class ProductFilter(admin.SimpleListFilter):
@@ -91,6 +92,14 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "currency",
         "payment_summary",
         "payment_history",
+        "cancel_requested_at",
+        "cancel_requested_by",
+        "cancel_requested_via",
+        "stock_attempts",
+        "ship_attempts",
+        "reserved_at",
+        "progressed_at",
+        "reconciled_at",
         "created_at",
         "updated_at",
     ]
@@ -114,7 +123,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         succeeded = []
         for order in queryset.order_by("id"):
             try:
-                service(order=order, operator=request.user.get_username())
+                service(order=order, actor=request.user)
             except DomainError as exc:
                 self.message_user(
                     request, f"{refused} order {order.pk}: {exc.message}", messages.ERROR
@@ -157,7 +166,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         cancelled, refused = [], []
         for order in queryset.order_by("id"):
             try:
-                order_cancel(order=order, by=request.user.get_username(), via="admin")
+                order_cancel(order=order, actor=request.user, via="admin")
             except DomainError as exc:
                 refused.append(f"order {order.pk}: {exc.message}")
             else:
@@ -192,7 +201,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Payments")
     def payment_history(self, order: Order) -> str:
         """Every payment made for the order, the current one first (a retry adds one)."""
-        payments = Payment.objects.filter(reference=f"order:{order.uid}").order_by("-id")
+        payments = order.payments.order_by("-id")
         return format_html_join(
             mark_safe("<br>"),
             '<a href="{}">payment {}</a>: {}{}',
@@ -217,11 +226,12 @@ class OrderLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "from_status",
         "to_status",
         "event",
+        "actor",
         "message",
     ]
     list_filter = ["event", "to_status", "created_at"]
-    search_fields = ["=order__id", "message"]
-    list_select_related = ["order"]
+    search_fields = ["=order__id", "message", "actor__username"]
+    list_select_related = ["order", "actor"]
 
     @admin.display(description="Order", ordering="order_id")
     def order_link(self, entry: OrderLog) -> str:
@@ -241,14 +251,7 @@ class PaymentWithOrderAdmin(PaymentAdmin):
 
     @admin.display(description="Order")
     def order_link(self, payment: Payment) -> str:
-        # Orders create their payments with reference "order:<uid>", retries included.
-        try:
-            uid = uuid.UUID(payment.reference.removeprefix("order:"))
-        except ValueError:
-            return "—"
-        order = Order.objects.filter(uid=uid).first()
-        if order is None:
-            return "—"
+        order = payment.order
         url = reverse("admin:orders_order_change", args=[order.pk])
         current = "" if order.payment_id == payment.pk else " (an earlier payment, before a retry)"
         return format_html('<a href="{}">{}</a>{}', url, order, current)

@@ -87,6 +87,12 @@ class OrderSerializer(serializers.ModelSerializer):
     items = OrderLineSerializer(source="lines", many=True, read_only=True)
     payment = PaymentSummarySerializer(read_only=True)
     customer = serializers.CharField(source="customer.username", read_only=True)
+    cancel_requested_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set while a confirmed order's cancellation is under way: it will not ship, "
+        "and becomes cancelled once the warehouse and the payment service have answered.",
+    )
 
     class Meta:
         model = Order
@@ -96,6 +102,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "customer",
             "status",
             "failure_reason",
+            "cancel_requested_at",
             "total",
             "currency",
             "items",
@@ -107,9 +114,25 @@ class OrderSerializer(serializers.ModelSerializer):
 
 
 class OrderLogSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who did it (a customer or an operator); null when the system did.",
+    )
+
     class Meta:
         model = OrderLog
-        fields = ["id", "created_at", "from_status", "to_status", "event", "message", "data"]
+        fields = [
+            "id",
+            "created_at",
+            "from_status",
+            "to_status",
+            "event",
+            "message",
+            "data",
+            "actor",
+        ]
         read_only_fields = fields
 
 
@@ -246,23 +269,27 @@ class OrderViewSet(
         responses={
             200: OrderSerializer,
             409: error_response(
-                "Shipped or failed orders cannot be cancelled (`order_not_cancellable`)."
+                "Shipped or failed orders cannot be cancelled (`order_not_cancellable`), also "
+                "when the warehouse answers that it has just shipped it."
             ),
-            502: error_response("The payment service refused the refund (`refund_refused`)."),
+            502: error_response(
+                "The payment service refused the refund (`refund_refused`); the order will not "
+                "ship and an operator settles it."
+            ),
             503: error_response(
-                "The payment service did not answer the refund; the order is unchanged "
-                "(`payment_service_unavailable`). Safe to retry."
+                "The warehouse (`warehouse_unavailable`) or the payment service "
+                "(`payment_service_unavailable`) did not answer: the order is not cancelled "
+                "yet, will not ship, and its cancellation finishes by itself. Safe to retry."
             ),
         },
     )
     @action(detail=True, methods=["post"], filterset_class=None)
     def cancel(self, request, pk=None):
-        """Cancel an order: pending or reserved -> stock released; confirmed -> payment
-        refunded, then stock released. Answers the cancelled order; cancelling again is a
-        no-op. A fulfilled (shipped) or failed order answers 409."""
-        order = interventions.order_cancel(
-            order=self.get_object(), by=request.user.get_username(), via="api"
-        )
+        """Cancel an order: pending or reserved -> stock released; confirmed -> the warehouse
+        is told not to ship it, the payment is refunded, then the stock released. Answers the
+        cancelled order; cancelling again is a no-op. A fulfilled (shipped) or failed order
+        answers 409."""
+        order = interventions.order_cancel(order=self.get_object(), actor=request.user, via="api")
         return Response(OrderSerializer(self.get_queryset().get(pk=order.pk)).data)
 
     @extend_schema(responses=OrderLogSerializer(many=True))

@@ -42,26 +42,12 @@ def publish(
     return True
 
 
-def enqueue_order_processing(order_id: int, *, attempts_before: int = 0) -> bool:
-    """Publish processing of an order; `attempts_before` carries earlier stock retries over
-    to a re-published task, so the retry budget stays bounded."""
-    return publish(
-        PROCESS_ORDER,
-        args=[order_id],
-        kwargs={"attempts_before": attempts_before} if attempts_before else None,
-        order_id=order_id,
-    )
+def enqueue_order_processing(order_id: int) -> bool:
+    """Publish processing of an order (its retry budgets are kept on the order)."""
+    return publish(PROCESS_ORDER, args=[order_id], order_id=order_id)
 
 
-def enqueue_order_fulfilment(
-    order_id: int, *, attempts_before: int = 0, countdown: float | None = None
-) -> bool:
-    """Publish the push of a confirmed order to the warehouse; `attempts_before` counts the
-    pushes made already, so that the retry budget stays bounded."""
-    return publish(
-        FULFIL_ORDER,
-        args=[order_id],
-        kwargs={"attempts_before": attempts_before} if attempts_before else None,
-        countdown=countdown,
-        order_id=order_id,
-    )
+def enqueue_order_fulfilment(order_id: int, *, countdown: float | None = None) -> bool:
+    """Publish the push of a confirmed order to the warehouse, to run `countdown` seconds
+    from now if given (its retry budget is kept on the order)."""
+    return publish(FULFIL_ORDER, args=[order_id], countdown=countdown, order_id=order_id)

@@ -1,23 +1,36 @@
 """People stepping into the workflow: a customer or an operator cancelling an order, an
 operator retrying a failed order or pushing a confirmed one to the warehouse again.
 
-Each goes through the same guarded transitions as the workflow (orders/services.py) and
-takes the order's row lock before judging its status, so it composes with a worker
-processing the same order at the same moment.
+Each goes through the same guarded transitions as the workflow (orders/transitions.py), so it
+composes with a worker processing the same order at the same moment: whichever comes second
+finds the order moved and judges it again from where it is. `actor` is the user acting.
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from core.errors import Conflict, DomainError
-from inventory.services import stock_release, stock_release_committed
+from inventory.fulfilment import WarehouseUnavailable, shipment_cancel
+from orders import events
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
-from orders.models import Order, OrderStatus
-from orders.services import _quantities, _transition, _transition_service, order_log
-from payments.gateway import PaymentGatewayRejected
+from orders.models import Order, OrderEvent, OrderStatus
+from orders.services import order_fulfil
+from orders.transitions import order_transition
 from payments.models import Payment, PaymentStatus
-from payments.services import PaymentInDoubt, payment_create, payment_lookup, payment_refund
+from payments.services import (
+    PaymentInDoubt,
+    PaymentRefused,
+    payment_create,
+    payment_lookup,
+    payment_refund,
+    payments_abandon,
+)
 
 S = OrderStatus
+E = OrderEvent
 
 
 # --- Cancellation (by the customer over the API, or by an operator in the admin) -----------
@@ -33,19 +46,38 @@ class OrderNotCancellable(Conflict):
         )
 
 
-class RefundUnavailable(DomainError):
-    code = "payment_service_unavailable"
+class CancellationUnfinished(DomainError):
+    """A confirmed order's cancellation was accepted but could not finish at once. The order
+    will not ship; the reconciler finishes the cancellation, and the caller may try again."""
+
     status_code = 503
+
+
+class RefundUnavailable(CancellationUnfinished):
+    code = "payment_service_unavailable"
     default_message = (
-        "The payment service did not answer the refund; the order was not cancelled. "
-        "Try again in a moment."
+        "The payment service did not answer the refund, so the order is not cancelled yet. It "
+        "will not ship, and its cancellation completes by itself once the payment service "
+        "answers; you may also try again in a moment."
+    )
+
+
+class WarehouseSilent(CancellationUnfinished):
+    code = "warehouse_unavailable"
+    default_message = (
+        "The warehouse did not answer whether it has shipped the order, so it is not cancelled "
+        "yet. It will not be pushed to the warehouse again, and its cancellation goes on by "
+        "itself once the warehouse answers; you may also try again in a moment."
     )
 
 
 class RefundRefused(DomainError):
     code = "refund_refused"
     status_code = 502
-    default_message = "The payment service refused the refund; the order was not cancelled."
+    default_message = (
+        "The payment service refused the refund; the order is not cancelled and will not ship. "
+        "An operator will look at it."
+    )
 
 
 NOT_CANCELLABLE = {
@@ -54,117 +86,105 @@ NOT_CANCELLABLE = {
 }
 
 
-def order_cancel(*, order: Order, by: str, via: str) -> Order:
-    """Cancel an order; returns it cancelled. `by` (a username) and `via` ("api", "admin")
-    are logged.
+def _load(order_id: int) -> Order:
+    return Order.objects.select_related("payment").get(pk=order_id)
 
-    pending or reserved: -> cancelled, reserved units released, in one transaction. A reserved
-    order may have a charge on its way: processing is enqueued again after the commit, and the
-    workflow refunds a capture that arrives for a cancelled order.
-    confirmed: the captured payment is refunded first, OUTSIDE any transaction (no answer:
-    RefundUnavailable, 503; a refusal: RefundRefused, 502; the order unchanged either way),
-    then confirmed -> cancelled with the committed units released in one transaction.
-    fulfilled or failed: OrderNotCancellable (409).
 
-    The status is judged again under the order's row lock before moving it, so an order that
-    moved on meanwhile (e.g. confirmed by the worker) is handled from where it is. Already
-    cancelled: returned unchanged. Safe to run twice and concurrently (the transition is
-    guarded; the refund is idempotent at the provider).
+def order_cancel(*, order: Order, actor, via: str) -> Order:
+    """Cancel an order; returns it cancelled. `via` ("api", "admin") is logged with `actor`.
+
+    pending or reserved: -> cancelled in one transaction, reserved units released. A reserved
+    order may have a charge on its way: processing is enqueued again after the commit, and
+    the workflow refunds a capture that arrives for a cancelled order.
+    confirmed: the cancellation is requested first (from then on the order is not pushed to
+    the warehouse), then the warehouse is asked never to ship it (OrderNotCancellable if it
+    has: the order is recorded fulfilled), then the payment is refunded, then confirmed ->
+    cancelled with the committed units released. The calls run outside any transaction; if
+    one goes unanswered (503) or the refund is refused (502) the order stays confirmed,
+    unshipped, and the reconciler finishes the cancellation.
+    fulfilled or failed: OrderNotCancellable (409). Already cancelled: returned unchanged.
+    Safe to run twice and concurrently.
     """
-    refunded = False
     while True:
-        order = Order.objects.select_related("payment").get(pk=order.pk)
+        order = _load(order.pk)
         if order.status == S.CANCELLED:
             return order
         if order.status in NOT_CANCELLABLE:
-            if refunded:
-                _log_refund_without_cancel(order=order, by=by, via=via)
             raise OrderNotCancellable(order, NOT_CANCELLABLE[order.status])
-        if order.status == S.CONFIRMED and not refunded:
-            _refund_for_cancel(order=order, by=by, via=via)
-            refunded = True
-        if _cancel_locked(order=order, refunded=refunded, by=by, via=via):
-            return order
+        if order.status in (S.PENDING, S.RESERVED):
+            if _cancel_unpaid(order, actor=actor, via=via):
+                return order
+            continue  # it moved meanwhile: judge it again
+        if order.cancel_requested_at is None and not events.cancel_requested_event(
+            order=order, actor=actor, via=via
+        ):
+            continue
+        order_cancel_finish(order=order, actor=actor)
+        return _load(order.pk)
 
 
-def _refund_for_cancel(*, order: Order, by: str, via: str) -> None:
-    try:
-        payment_refund(payment=order.payment)
-    except (PaymentInDoubt, PaymentGatewayRejected) as exc:
-        unanswered = isinstance(exc, PaymentInDoubt)
-        with transaction.atomic():
-            order_log(
-                order=order,
-                event="cancel_refund_unanswered" if unanswered else "cancel_refund_refused",
-                from_status=order.status,
-                to_status=order.status,
-                message=f"Cancellation by {by} ({via}) stopped: the refund "
-                + ("got no answer" if unanswered else "was refused")
-                + "; the order is unchanged.",
-                data={"by": by, "via": via, "error": str(exc)[:500]},
-            )
-        raise (RefundUnavailable() if unanswered else RefundRefused()) from exc
-
-
-def order_cancel_after_refund(*, order: Order) -> bool:
-    """Finish a cancellation whose refund got no answer at the time (503 to the canceller)
-    but which the payment service has since said it made: confirmed -> cancelled, committed
-    units released, logged in the name of that canceller. False if the order is no longer
-    confirmed. Call once the payment is known REFUNDED."""
-    attempt = order.logs.filter(event="cancel_refund_unanswered").order_by("-id").first()
-    data = attempt.data if attempt else {}
-    return _cancel_locked(
-        order=order,
-        refunded=True,
-        by=data.get("by", "a canceller not on record"),
-        via=data.get("via", "refund found before shipping"),
-    )
-
-
-def _log_refund_without_cancel(*, order: Order, by: str, via: str) -> None:
-    """The warehouse shipped the order while its payment was being refunded for a cancel."""
+def _cancel_unpaid(order: Order, *, actor, via: str) -> bool:
+    source = order.status
     with transaction.atomic():
-        order_log(
-            order=order,
-            event="refunded_not_cancelled",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"Refunded for a cancellation by {by} ({via}), but the order was "
-            f"{order.status} meanwhile, so it stays {order.status}: an operator must settle it.",
-            data={"by": by, "via": via, "payment_reference": order.payment.provider_reference},
+        moved = order_transition(
+            orders=[order],
+            event=E.CANCELLED,
+            source=source,
+            actor=actor,
+            message=f"Cancelled by {actor.get_username()} ({via}).",
+            data={"via": via, "refunded": False},
         )
+        if moved and source == S.RESERVED:
+            transaction.on_commit(lambda: enqueue_order_processing(order.pk))
+    return bool(moved)
 
 
-@_transition_service
-def _cancel_locked(*, order: Order, refunded: bool, by: str, via: str) -> bool:
-    """The cancel transition under the order's row lock (then the stock rows): False, changing
-    nothing, when the order is no longer in a state this call may cancel from."""
-    order.status = (
-        Order.objects.select_for_update().values_list("status", flat=True).get(pk=order.pk)
-    )
-    if order.status not in (S.PENDING, S.RESERVED, S.CONFIRMED) or (
-        order.status == S.CONFIRMED and not refunded
-    ):
-        return False
+def order_cancel_finish(*, order: Order, actor=None) -> None:
+    """Take a confirmed order whose cancellation was requested the rest of the way: the
+    warehouse asked never to ship it, the payment refunded, confirmed -> cancelled. Each step
+    is safe to repeat, so the reconciler calls this for a cancellation left unfinished.
+    Raises OrderNotCancellable when the warehouse has shipped (recorded: fulfilled),
+    WarehouseSilent or RefundUnavailable (503) when a call went unanswered, RefundRefused
+    (502); the order then stays confirmed and unshipped. Outside any transaction."""
+    actor = actor or order.cancel_requested_by
+    try:
+        shipped = shipment_cancel(order_ref=str(order.uid))
+    except WarehouseUnavailable as exc:
+        events.cancel_stalled_event(
+            order=order, event=E.CANCEL_SHIPMENT_UNANSWERED, error=str(exc), actor=actor
+        )
+        raise WarehouseSilent() from exc
+    if shipped is not None:
+        order_fulfil(order=order, shipment=shipped)
+        order.refresh_from_db(fields=["status"])
+        events.cancel_refused_shipped_event(order=order, actor=actor)
+        raise OrderNotCancellable(order, NOT_CANCELLABLE[S.FULFILLED])
     payment = order.payment
-    moved_from = _transition(
-        order,
-        to=S.CANCELLED,
-        event="cancelled",
-        message=f"Cancelled by {by} ({via})" + ("; payment refunded." if refunded else "."),
+    try:
+        payment_refund(payment=payment)
+    except (PaymentInDoubt, PaymentRefused) as exc:
+        unanswered = isinstance(exc, PaymentInDoubt)
+        events.cancel_stalled_event(
+            order=order,
+            event=E.CANCEL_REFUND_UNANSWERED if unanswered else E.CANCEL_REFUND_REFUSED,
+            error=str(exc),
+            actor=actor,
+        )
+        raise (RefundUnavailable() if unanswered else RefundRefused()) from exc
+    via = order.cancel_requested_via or "reconciler"
+    by = f" by {actor.get_username()}" if actor else ""
+    order_transition(
+        orders=[order],
+        event=E.CANCELLED,
+        source=S.CONFIRMED,
+        actor=actor,
+        message=f"Cancelled{by} ({via}); payment refunded.",
         data={
-            "by": by,
             "via": via,
-            "refunded": refunded,
-            **({"payment_reference": payment.provider_reference} if refunded else {}),
+            "refunded": payment.status == PaymentStatus.REFUNDED,
+            "payment_reference": payment.provider_reference,
         },
     )
-    if moved_from == S.RESERVED:
-        stock_release(quantities=_quantities(order))
-        transaction.on_commit(lambda: enqueue_order_processing(order.pk))
-    elif moved_from == S.CONFIRMED:
-        stock_release_committed(quantities=_quantities(order))
-    return True
 
 
 # --- Operator actions (admin): retry a failed order, push a confirmed one again ------------
@@ -180,23 +200,36 @@ class OrderNotRetryable(Conflict):
         )
 
 
+def _charge_may_be_on_its_way(payment: Payment) -> bool:
+    """A charge request sent lately and not answered may not have reached the provider yet,
+    so a "no charge" proves nothing: within a request's whole timeout (and a margin) of the
+    last one."""
+    if payment.last_attempt_at is None or not payment.outcome_unknown:
+        return False
+    timeout = settings.PAYMENT_CONNECT_TIMEOUT + settings.PAYMENT_READ_TIMEOUT
+    return timezone.now() - payment.last_attempt_at < timedelta(seconds=2 * timeout)
+
+
 def _previous_payment_settled(*, order: Order) -> Payment:
     """The failed order's payment, known not captured (else OrderNotRetryable). A payment
-    whose outcome we did not hear for certain is looked up by its key first, over HTTP."""
+    whose outcome only the provider knows is looked up by its key first, over HTTP."""
     payment = order.payment
-    unsure = payment.status in (PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT) or (
-        payment.attempts and payment.status in (PaymentStatus.PENDING, PaymentStatus.NOT_CHARGED)
-    )
-    if unsure:
+    if _charge_may_be_on_its_way(payment):
+        raise OrderNotRetryable(
+            order,
+            "its last charge request may still be on its way to the payment service; try again "
+            "in a minute.",
+        )
+    if payment.outcome_unknown:
         try:
-            payment = payment_lookup(payment=payment)
+            payment_lookup(payment=payment)
         except PaymentInDoubt as exc:
             raise OrderNotRetryable(
                 order,
                 "the payment service did not answer about its earlier charge; try again "
                 "in a moment.",
             ) from exc
-    if payment.status == PaymentStatus.CAPTURED:  # (a status in doubt was looked up above)
+    if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.REFUND_IN_DOUBT):
         raise OrderNotRetryable(
             order,
             f"its payment {payment.provider_reference or payment.pk} was captured; it "
@@ -206,62 +239,54 @@ def _previous_payment_settled(*, order: Order) -> Payment:
     return payment
 
 
-def order_retry(*, order: Order, operator: str) -> Order:
-    """Re-open a failed order for an operator (failed -> pending, a deliberate exception to
-    the lifecycle, see REOPEN_TRANSITIONS) and enqueue its processing after the commit;
-    returns it pending. `operator` (a username) is logged.
+def order_retry(*, order: Order, actor) -> Order:
+    """Re-open a failed order for an operator (failed -> retried -> pending, the one way out
+    of an end state) with a new payment, and enqueue its processing after the commit;
+    returns it pending.
 
-    The order gets a NEW payment, with a new idempotency key: the old key holds the old
-    outcome at the provider (a decline stays a decline). The old Payment row is kept for
-    history, named in the log entry. Refused (OrderNotRetryable, 409) unless the order is
-    failed and its old payment is known not captured: a payment whose outcome was never heard
-    for certain is looked up by its key first, over HTTP, outside any transaction.
-
-    A failed order holds no stock, so nothing is released; processing reserves it afresh.
+    The old payment stays, abandoned (a capture found on it later is refunded); the new one
+    has a new idempotency key, since the old key holds the old outcome at the provider.
+    Refused (OrderNotRetryable, 409) unless the order is failed and its old payment is known
+    not captured: one whose outcome only the provider knows is looked up first, over HTTP,
+    outside any transaction, and one charged within the last moments is not judged yet.
+    A failed order holds no stock; processing reserves it afresh with a new stock budget.
     Not idempotent: a second call finds the order no longer failed and is refused.
     """
-    order = Order.objects.select_related("payment").get(pk=order.pk)
+    order = _load(order.pk)
     if order.status != S.FAILED:
         raise OrderNotRetryable(order, f"it is {order.status}; only a failed order can be.")
     previous = _previous_payment_settled(order=order)
-    _reopen(order=order, previous=previous, operator=operator)
-    return order
-
-
-@_transition_service
-def _reopen(*, order: Order, previous: Payment, operator: str) -> None:
-    """failed -> pending with a new payment, under the order's row lock."""
-    status, payment_id = (
-        Order.objects.select_for_update().values_list("status", "payment_id").get(pk=order.pk)
-    )
-    if status != S.FAILED or payment_id != previous.pk:
-        order.status = status
-        raise OrderNotRetryable(order, "it changed while being retried; look at it again.")
     failure_reason = order.failure_reason
-    payment = payment_create(
-        reference=f"order:{order.uid}", amount=order.total, currency=order.currency
-    )
-    Order.objects.filter(pk=order.pk).update(payment=payment)
-    _transition(
-        order,
-        to=S.PENDING,
-        event="retried",
-        message=f"Retried by {operator}: processing again with a new payment.",
-        data={
-            "by": operator,
-            "previous_failure_reason": failure_reason,
-            "payment_id": payment.pk,
-            "previous_payment": {
-                "id": previous.pk,
-                "status": previous.status,
-                "provider_reference": previous.provider_reference,
-                "idempotency_key": previous.idempotency_key,
+    with transaction.atomic():
+        now = timezone.now()
+        payment = payment_create(order_uid=order.uid, amount=order.total, currency=order.currency)
+        # The new payment in the same statement as the status: only if the order is still
+        # failed with the payment we judged.
+        if not Order.objects.filter(pk=order.pk, status=S.FAILED, payment=previous).update(
+            payment=payment, updated_at=now
+        ):
+            raise OrderNotRetryable(order, "it changed while being retried; look at it again.")
+        order.payment = payment
+        order_transition(
+            orders=[order],
+            event=E.RETRIED,
+            source=S.FAILED,
+            actor=actor,
+            message=f"Retried by {actor.get_username()}: processing again with a new payment.",
+            data={
+                "previous_failure_reason": failure_reason,
+                "payment_id": payment.pk,
+                "previous_payment": {
+                    "id": previous.pk,
+                    "status": previous.status,
+                    "provider_reference": previous.provider_reference,
+                    "idempotency_key": previous.idempotency_key,
+                },
             },
-        },
-        reopen=True,
-    )
-    order.payment = payment
-    transaction.on_commit(lambda: enqueue_order_processing(order.pk))
+        )
+        payments_abandon(payment_ids=[previous.pk], now=now)
+        transaction.on_commit(lambda: enqueue_order_processing(order.pk))
+    return order
 
 
 class OrderNotConfirmed(Conflict):
@@ -275,21 +300,15 @@ class OrderNotConfirmed(Conflict):
 
 
 @transaction.atomic
-def order_repush_fulfilment(*, order: Order, operator: str) -> None:
+def order_repush_fulfilment(*, order: Order, actor) -> None:
     """Publish a confirmed order's fulfilment again (after the commit), e.g. once the
-    warehouse's refusal was sorted out; logged with `operator`. Refused (OrderNotConfirmed)
-    for any other status. Safe to run twice: the warehouse takes a shipment once per order
-    and the fulfilled transition is guarded."""
-    status = Order.objects.select_for_update().values_list("status", flat=True).get(pk=order.pk)
-    if status != S.CONFIRMED:
-        order.status = status
+    warehouse's refusal was sorted out; logged with `actor`. Refused (OrderNotConfirmed)
+    for any other status, and for an order being cancelled. Safe to run twice: the warehouse
+    takes a shipment once per order and the fulfilled transition is guarded."""
+    order.status, order.cancel_requested_at = Order.objects.values_list(
+        "status", "cancel_requested_at"
+    ).get(pk=order.pk)
+    if order.status != S.CONFIRMED or order.cancel_requested_at is not None:
         raise OrderNotConfirmed(order)
-    order_log(
-        order=order,
-        event="fulfilment_repushed",
-        from_status=status,
-        to_status=status,
-        message=f"Pushed to the warehouse again by {operator}.",
-        data={"by": operator},
-    )
+    events.fulfilment_repushed_event(order=order, actor=actor)
     transaction.on_commit(lambda: enqueue_order_fulfilment(order.pk))

@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from catalog.models import Product
 from payments.models import Payment
@@ -25,6 +26,41 @@ class FailureReason(models.TextChoices):
 
 
 FINAL_STATUSES = (OrderStatus.FULFILLED, OrderStatus.FAILED, OrderStatus.CANCELLED)
+OPEN_STATUSES = (OrderStatus.PENDING, OrderStatus.RESERVED, OrderStatus.CONFIRMED)
+
+
+class OrderEvent(models.TextChoices):
+    """Everything that is logged about an order. The first group moves its status (the
+    table in orders/transitions.py); the others record what happened while it stayed."""
+
+    CREATED = "created"
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    FULFILLED = "fulfilled"
+    OUT_OF_STOCK = "out_of_stock", "failed: out of stock"
+    PAYMENT_DECLINED = "payment_declined", "failed: payment declined"
+    PAYMENT_ERROR = "payment_error", "failed: payment error"
+    RESERVATION_EXPIRED = "reservation_expired", "failed: reservation expired"
+    CANCELLED = "cancelled"
+    RETRIED = "retried", "retried by an operator"
+
+    STOCK_RETRY = "stock_retry", "waiting for stock"
+    PAYMENT_RETRY = "payment_retry", "payment retry"
+    PAYMENT_IN_DOUBT = "payment_in_doubt", "payment in doubt"
+    PAYMENT_LOOKED_UP = "payment_looked_up", "payment looked up"
+    REFUNDED = "refunded"
+    SHIPMENT_RETRY = "shipment_retry", "shipment retry"
+    SHIPMENT_UNANSWERED = "shipment_unanswered", "shipment unanswered"
+    SHIPMENT_REFUSED = "shipment_refused", "shipment refused"
+    SHIPPED_AFTER_CANCEL = "shipped_after_cancel", "shipped after cancel"
+    CANCEL_REQUESTED = "cancel_requested", "cancellation requested"
+    CANCEL_SHIPMENT_UNANSWERED = "cancel_shipment_unanswered", "cancellation: warehouse silent"
+    CANCEL_REFUND_UNANSWERED = "cancel_refund_unanswered", "cancellation: refund unanswered"
+    CANCEL_REFUND_REFUSED = "cancel_refund_refused", "cancellation: refund refused"
+    CANCEL_REFUSED_SHIPPED = "cancel_refused_shipped", "cancellation refused: shipped"
+    REQUEUED = "requeued", "processing published again"
+    FULFILMENT_REPUSHED = "fulfilment_repushed", "pushed to the warehouse again"
+    RECONCILE_FAILED = "reconcile_failed", "reconciler failed on it"
 
 
 class Order(models.Model):
@@ -38,10 +74,43 @@ class Order(models.Model):
     failure_reason = models.CharField(max_length=32, choices=FailureReason.choices, blank=True)
     total = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3, default="USD")
-    # Created with the order, so the charge's idempotency key is fixed before any attempt.
-    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, related_name="order")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The current payment (order.payments holds every one). Created with the order, so the
+    # charge's idempotency key is fixed before any attempt; an operator's retry replaces it.
+    # RESTRICT: a payment cannot be deleted alone, only with its order.
+    payment = models.OneToOneField(Payment, on_delete=models.RESTRICT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # What the workflow and the reconciler decide from, kept by orders/transitions.py and
+    # orders/events.py (the log is history only).
+    stock_attempts = models.PositiveIntegerField(
+        default=0, help_text="Reservations refused for want of stock since it was (re)opened."
+    )
+    ship_attempts = models.PositiveIntegerField(
+        default=0, help_text="Pushes to the warehouse that got no answer."
+    )
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    progressed_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="Last progress of its processing: a transition, or a retry scheduled.",
+    )
+    reconciled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reconciler last looked at it."
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A confirmed order being cancelled: it is not pushed to the warehouse, and "
+        "the cancellation goes on until it is done or the warehouse has shipped it.",
+    )
+    cancel_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    cancel_requested_via = models.CharField(max_length=8, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -55,7 +124,13 @@ class Order(models.Model):
         ]
         indexes = [
             models.Index(fields=["customer", "-id"], name="order_customer_recent"),
-            models.Index(fields=["status", "updated_at"], name="order_status_updated"),
+            # The reconciler's stuck orders: the open ones (few, however many orders there are)
+            # without progress since a given time.
+            models.Index(
+                fields=["progressed_at"],
+                name="order_open_progress",
+                condition=Q(status__in=OPEN_STATUSES),
+            ),
         ]
         permissions = [("cancel_order", "Can cancel orders (refunding a captured payment)")]
 
@@ -87,16 +162,24 @@ class OrderLine(models.Model):
 
 
 class OrderLog(models.Model):
-    """The original spec's Order_Logs: one row per transition (and per notable event, such as
-    a retry, where from_status == to_status)."""
+    """The original spec's Order_Logs: one row per transition, and per notable event where
+    from_status == to_status. History, for people: nothing reads it to decide."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="logs")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16)
-    event = models.CharField(max_length=48)
+    event = models.CharField(max_length=48, choices=OrderEvent.choices)
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who did it; empty when the system did.",
+    )
 
     class Meta:
         ordering = ["id"]

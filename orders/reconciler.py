@@ -1,44 +1,62 @@
 """The reconciler, run by celery-beat: it finds work the normal path dropped and finishes it.
 
-- an order with no progress for ORDER_STUCK_AFTER_SECONDS (a lost publish, a dead worker):
-  its processing or fulfilment is published again;
+- an order with no progress for ORDER_STUCK_AFTER_SECONDS (a lost publish, a dead worker, a
+  provider that kept not answering): its processing or fulfilment is published again;
 - a payment in doubt: settled by looking the charge up by its key (captured -> confirm,
   declined -> fail; never by charging again);
 - a reservation held past ORDER_RESERVATION_TTL_SECONDS: released (failed/
-  reservation_expired), only when the charge is known not captured;
-- a capture on a failed or cancelled order, found now or arriving later: refunded.
+  reservation_expired), whether or not the provider answers; the payment is then abandoned,
+  and a capture found on it later is refunded;
+- a confirmed order whose cancellation did not finish: finished;
+- an abandoned payment (its order failed, was cancelled or took a new payment) that may hold
+  a capture: looked up until the provider answers, and a capture refunded.
 
 Every action is logged on its order. Runs are single-flight (a database lease), and each
-action is safe to repeat, so two beats cannot double anything.
+action is safe to repeat, so two beats cannot double anything. Every order and payment is
+handled on its own: one that fails is logged, counted and skipped, and the pass goes on.
+Both queues are worked least recently looked at first, so a pass cut short by its time limit,
+or orders that keep failing, never keep the others waiting.
 """
 
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db import InterfaceError, OperationalError
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
+from core.errors import DomainError
 from core.leases import lease_acquire, lease_release
+from orders import events
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
-from orders.models import FailureReason, Order, OrderStatus
-from orders.services import order_confirm, order_fail, order_log
-from payments.gateway import PaymentGatewayRejected
+from orders.interventions import order_cancel_finish
+from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderStatus
+from orders.services import order_confirm, order_fail
 from payments.models import Payment, PaymentStatus
-from payments.services import PaymentInDoubt, payment_lookup, payment_refund_if_captured
+from payments.services import (
+    PaymentInDoubt,
+    PaymentRefused,
+    payment_checked,
+    payment_lookup,
+    payment_settle,
+)
 
 logger = logging.getLogger(__name__)
 
 LEASE = "reconciler"
 S = OrderStatus
-# A charge was attempted but its outcome is not known to be "no capture" for good.
-UNSURE = [PaymentStatus.IN_DOUBT, PaymentStatus.NOT_CHARGED, PaymentStatus.PENDING]
-# Captured, or maybe still captured: a refund went unanswered.
-HELD = [PaymentStatus.CAPTURED, PaymentStatus.REFUND_IN_DOUBT]
-NOT_CAPTURED = [status for status in PaymentStatus if status != PaymentStatus.CAPTURED]
+E = OrderEvent
+P = PaymentStatus
+# The database itself failing is not one order's problem: the pass stops, and the task's
+# retry policy takes over.
+INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -49,15 +67,20 @@ class ReconcileReport:
     confirmed: int = 0
     failed: int = 0
     expired: int = 0
+    cancelled: int = 0
     refunded: int = 0
     still_in_doubt: int = 0
+    errors: int = 0
+    cut_short: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def reconcile(*, now: datetime | None = None) -> ReconcileReport:
-    """One reconciler pass; returns what it did. Skips when another pass holds the lease."""
+    """One reconciler pass; returns what it did. Skips when another pass holds the lease.
+    Stops, keeping what it did, when its time budget (RECONCILE_TIME_BUDGET_SECONDS) or the
+    task's soft time limit runs out; the next pass takes up the orders it did not reach."""
     now = now or timezone.now()
     report = ReconcileReport()
     holder = f"reconciler-{uuid.uuid4().hex[:12]}"
@@ -66,12 +89,23 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
     ):
         report.skipped = True
         return report
+    deadline = time.monotonic() + settings.RECONCILE_TIME_BUDGET_SECONDS
     try:
-        for order in _stuck_orders(now):
-            checkpoint("reconciler.order", order_id=order.pk)
-            _reconcile_order(order, now=now, report=report)
-        _refund_late_captures(now=now, report=report)
-        _refund_orphaned_captures(now=now, report=report)
+        for order in list(stuck_orders(now=now)):
+            if time.monotonic() > deadline:
+                report.cut_short = True
+                break
+            Order.objects.filter(pk=order.pk).update(reconciled_at=now)
+            _guarded(report, lambda o=order: _reconcile_order(o, now=now, report=report), order)
+        for payment in list(abandoned_payments_due(now=now)):
+            if time.monotonic() > deadline:
+                report.cut_short = True
+                break
+            payment_checked(payment=payment, now=now)
+            _guarded(report, lambda p=payment: _settle_abandoned(p, report=report), None)
+    except SoftTimeLimitExceeded:
+        report.cut_short = True
+        logger.warning("reconciler: pass cut short by the time limit: %s", report.as_dict())
     finally:
         lease_release(name=LEASE, holder=holder)
     if any(v for k, v in report.as_dict().items() if k != "skipped"):
@@ -79,178 +113,143 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
     return report
 
 
-def _stuck_orders(now: datetime):
+def _guarded(report: ReconcileReport, action: Callable[[], None], order: Order | None) -> None:
+    """Run one order's or one payment's action; an error is logged (on the order too),
+    counted, and the pass goes on with the next one."""
+    try:
+        action()
+    except (SoftTimeLimitExceeded, *INFRASTRUCTURE_ERRORS):
+        raise
+    except Exception as exc:
+        report.errors += 1
+        logger.exception(
+            "reconciler: %s failed: %s",
+            f"order {order.pk}" if order else "a payment",
+            exc,
+            extra={"order_id": order.pk if order else None},
+        )
+        if order is not None:
+            events.reconcile_failed_event(order=order, error=f"{type(exc).__name__}: {exc}")
+
+
+def stuck_orders(*, now: datetime) -> QuerySet[Order]:
+    """Open orders without progress for ORDER_STUCK_AFTER_SECONDS, that the reconciler has not
+    looked at for as long, least recently looked at first, a batch of them (the partial
+    index order_open_progress finds them, however many orders there are)."""
     quiet_since = now - timedelta(seconds=settings.ORDER_STUCK_AFTER_SECONDS)
     return (
-        Order.objects.filter(status__in=[S.PENDING, S.RESERVED, S.CONFIRMED])
-        .annotate(last_activity=Max("logs__created_at"))
-        .filter(last_activity__lt=quiet_since)
-        .select_related("payment")
-        .order_by("id")[: settings.RECONCILE_BATCH_SIZE]
+        Order.objects.filter(status__in=OPEN_STATUSES, progressed_at__lt=quiet_since)
+        .filter(Q(reconciled_at__isnull=True) | Q(reconciled_at__lt=quiet_since))
+        .select_related("payment", "cancel_requested_by")
+        .order_by(F("reconciled_at").asc(nulls_first=True), "progressed_at", "id")[
+            : settings.RECONCILE_BATCH_SIZE
+        ]
     )
 
 
-def _stock_attempts(order: Order) -> int:
-    """Stock retries since the order was last (re)opened: an operator's retry starts a new
-    budget."""
-    reopened = order.logs.filter(event="retried").aggregate(last=Max("id"))["last"] or 0
-    return order.logs.filter(event="stock_retry", id__gt=reopened).count()
-
-
-def _requeue(order: Order, report: ReconcileReport, now: datetime) -> None:
-    attempts = _stock_attempts(order)
-    if enqueue_order_processing(order.pk, attempts_before=attempts):
-        idle = int((now - order.last_activity).total_seconds())
-        order_log(
-            order=order,
-            event="requeued",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"No progress for {idle}s; processing published again.",
-            data={"idle_seconds": idle, "attempts_before": attempts},
-        )
-        report.requeued += 1
+def abandoned_payments_due(*, now: datetime) -> QuerySet[Payment]:
+    """Abandoned payments that may hold a capture, due for a look, a batch of them
+    (PaymentQuerySet.to_settle; the partial index payment_abandoned_to_settle)."""
+    return Payment.objects.to_settle(
+        now=now,
+        window=timedelta(seconds=settings.ORDER_LATE_CAPTURE_WINDOW_SECONDS),
+        recheck_after=timedelta(seconds=settings.ORDER_STUCK_AFTER_SECONDS),
+    ).select_related("order")[: settings.RECONCILE_BATCH_SIZE]
 
 
 def _reconcile_order(order: Order, *, now: datetime, report: ReconcileReport) -> None:
+    checkpoint("reconciler.order", order_id=order.pk)
     if order.status == S.PENDING:
         _requeue(order, report, now)
     elif order.status == S.CONFIRMED:
-        if enqueue_order_fulfilment(order.pk):
-            order_log(
-                order=order,
-                event="fulfilment_repushed",
-                from_status=order.status,
-                to_status=order.status,
-                message="The warehouse has not acknowledged it; pushed again.",
-            )
+        if order.cancel_requested_at is not None:
+            _finish_cancellation(order, report)
+        elif enqueue_order_fulfilment(order.pk):
+            events.fulfilment_repushed_event(order=order)
             report.repushed += 1
     else:
         _reconcile_reservation(order, now=now, report=report)
 
 
+def _requeue(order: Order, report: ReconcileReport, now: datetime) -> None:
+    if enqueue_order_processing(order.pk):
+        idle = int((now - order.progressed_at).total_seconds())
+        events.requeued_event(order=order, idle_seconds=idle)
+        report.requeued += 1
+
+
+def _finish_cancellation(order: Order, report: ReconcileReport) -> None:
+    try:
+        order_cancel_finish(order=order)
+    except DomainError as exc:  # logged on the order by the cancellation itself
+        logger.warning(
+            "reconciler: cancellation of order %s not finished: %s",
+            order.pk,
+            exc.message,
+            extra={"order_id": order.pk},
+        )
+        return
+    report.cancelled += 1
+
+
 def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileReport) -> None:
-    reserved_at = (
-        order.logs.filter(to_status=S.RESERVED)
-        .order_by("-id")
-        .values_list("created_at", flat=True)
-        .first()
-        or order.created_at
-    )
+    reserved_at = order.reserved_at or order.created_at
     expired = reserved_at < now - timedelta(seconds=settings.ORDER_RESERVATION_TTL_SECONDS)
     payment = order.payment
-    if payment.attempts and payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.DECLINED):
+    unanswered = False
+    if payment.outcome_unknown:
+        payment_checked(payment=payment, now=now)  # the sweep need not ask again this pass
         try:
-            payment = payment_lookup(payment=payment)
+            payment_lookup(payment=payment)
         except PaymentInDoubt:
-            report.still_in_doubt += 1  # stock stays reserved until the provider answers
-            return
-        order_log(
-            order=order,
-            event="payment_looked_up",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"The payment service says: {payment.get_status_display()}.",
-            data={
-                "payment_status": payment.status,
-                "payment_reference": payment.provider_reference,
-            },
-        )
-    if payment.status == PaymentStatus.CAPTURED:
+            unanswered = True
+            report.still_in_doubt += 1
+        else:
+            events.payment_looked_up_event(order=order, payment=payment)
+    if payment.status == P.CAPTURED:
         if order_confirm(order=order, payment=payment):
             report.confirmed += 1
             enqueue_order_fulfilment(order.pk)
-    elif payment.status == PaymentStatus.DECLINED:
+    elif payment.status == P.DECLINED:
         if order_fail(
             order=order,
-            reason=FailureReason.PAYMENT_DECLINED,
+            event=E.PAYMENT_DECLINED,
+            source=S.RESERVED,
             message="Payment declined.",
             data={"payment_reference": payment.provider_reference},
         ):
             report.failed += 1
     elif expired:
-        # Known not captured: never attempted, or the provider has no charge for the key.
+        # Unanswered or not captured: the stock goes back either way. The payment is
+        # abandoned with the order, so a capture that shows up later is refunded.
+        outcome = (
+            "the payment service does not answer; a capture found later is refunded"
+            if unanswered or payment.outcome_unknown
+            else "the charge is known not captured"
+        )
         if order_fail(
             order=order,
-            reason=FailureReason.RESERVATION_EXPIRED,
-            message=f"Reservation held since {reserved_at:%Y-%m-%d %H:%M:%S} UTC "
-            "expired; the charge is known not captured.",
+            event=E.RESERVATION_EXPIRED,
+            source=S.RESERVED,
+            message=f"Reservation held since {reserved_at:%Y-%m-%d %H:%M:%S} UTC expired; "
+            f"{outcome}.",
             data={"reserved_at": reserved_at.isoformat(), "payment_status": payment.status},
         ):
             report.expired += 1
-    else:
+    elif not unanswered:
         _requeue(order, report, now)
 
 
-def _refund_if_captured(payment: Payment, report: ReconcileReport) -> bool:
-    """Refund the payment's charge if the provider holds a capture (asked by key unless our
-    record says captured); True when it was refunded now."""
+def _settle_abandoned(payment: Payment, *, report: ReconcileReport) -> None:
     try:
-        refunded = payment_refund_if_captured(payment=payment, look_up=NOT_CAPTURED)
+        refunded = payment_settle(payment=payment)
     except PaymentInDoubt:
         report.still_in_doubt += 1
-        return False
-    except PaymentGatewayRejected as exc:  # one refused refund must not end the whole pass
+        return
+    except PaymentRefused as exc:  # asked again on a later pass, after the others
         logger.warning("reconciler: refund of payment %s refused: %s", payment.pk, exc)
-        return False
-    report.refunded += refunded
-    return refunded
-
-
-def _refund_orphaned_captures(*, now: datetime, report: ReconcileReport) -> None:
-    """Payments an operator's retry replaced (no order points at them any more): a capture
-    on one, found now or arriving later, is refunded; the order's log says so."""
-    window = now - timedelta(seconds=settings.ORDER_LATE_CAPTURE_WINDOW_SECONDS)
-    recheck = now - timedelta(seconds=settings.ORDER_STUCK_AFTER_SECONDS)
-    orphans = (
-        Payment.objects.filter(order__isnull=True, attempts__gt=0)
-        .filter(
-            Q(status__in=HELD)
-            | Q(status__in=UNSURE, updated_at__lt=recheck, updated_at__gte=window)
-        )
-        .order_by("id")[: settings.RECONCILE_BATCH_SIZE]
-    )
-    for payment in orphans:
-        if not _refund_if_captured(payment, report):
-            continue
-        order = Order.objects.filter(uid=payment.reference.removeprefix("order:")).first()
-        if order is not None:
-            order_log(
-                order=order,
-                event="refunded",
-                from_status=order.status,
-                to_status=order.status,
-                message="A capture on a payment replaced by a retry was refunded.",
-                data={"payment_id": payment.pk, "payment_reference": payment.provider_reference},
-            )
-
-
-def _refund_late_captures(*, now: datetime, report: ReconcileReport) -> None:
-    """Failed or cancelled orders whose charge is, or may yet turn out, captured."""
-    window = now - timedelta(seconds=settings.ORDER_LATE_CAPTURE_WINDOW_SECONDS)
-    recheck = now - timedelta(seconds=settings.ORDER_STUCK_AFTER_SECONDS)
-    candidates = (
-        Order.objects.filter(status__in=[S.FAILED, S.CANCELLED], payment__attempts__gt=0)
-        .filter(
-            Q(payment__status__in=HELD)
-            | Q(
-                payment__status__in=UNSURE,
-                payment__updated_at__lt=recheck,
-                updated_at__gte=window,
-            )
-        )
-        .select_related("payment")
-        .order_by("id")[: settings.RECONCILE_BATCH_SIZE]
-    )
-    for order in candidates:
-        payment = order.payment
-        if not _refund_if_captured(payment, report):
-            continue
-        order_log(
-            order=order,
-            event="refunded",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"A capture on this {order.status} order was refunded.",
-            data={"payment_reference": payment.provider_reference},
-        )
+        report.errors += 1
+        return
+    if refunded:
+        report.refunded += 1
+        events.refunded_event(order=payment.order, payment=payment)

@@ -1,65 +1,31 @@
-"""Order writes: creation and every status transition.
+"""Order writes of the workflow: creating an order, and the transitions the workflow takes
+(reserve, confirm, fail, fulfil), each applied through orders/transitions.py, guarded by the
+state (and payment) it was decided for. The people's actions (cancel, retry, re-push) are in
+orders/interventions.py, through the same module."""
 
-A transition is a conditional UPDATE from the status we read (`WHERE status = <from>`), so
-two workers handling the same order serialize on the order row and only one of them moves
-it; the stock change that belongs to a transition runs in the same transaction, after it.
-Lock order is therefore always: the order row, then stock rows by ascending product id.
-"""
-
-import functools
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from catalog.models import Product
-from core.errors import Conflict, DomainError
-from inventory.services import (
-    stock_apply_warehouse_levels,
-    stock_confirm,
-    stock_release,
-    stock_reserve,
-    stock_ship,
-)
-from inventory.warehouse import Shipment
+from core.errors import DomainError
+from inventory.fulfilment import Shipment
+from inventory.services import stock_apply_warehouse_levels
+from orders import events
 from orders.dispatch import enqueue_order_processing
-from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
+from orders.events import report_after_commit
+from orders.models import Order, OrderEvent, OrderLine, OrderLog, OrderStatus
 from orders.selectors import order_lines
+from orders.transitions import order_transition
 from payments.models import Payment
-from payments.services import (
-    payment_create,
-)
-
-logger = logging.getLogger(__name__)
+from payments.services import payment_create
 
 S = OrderStatus
-ALLOWED_TRANSITIONS: dict[str, set[str]] = {
-    S.PENDING: {S.RESERVED, S.FAILED, S.CANCELLED},
-    S.RESERVED: {S.CONFIRMED, S.FAILED, S.CANCELLED},
-    S.CONFIRMED: {S.FULFILLED, S.CANCELLED},
-    S.FULFILLED: set(),
-    S.FAILED: set(),
-    S.CANCELLED: set(),
-}
-# The one way out of an end state, for operators only: order_retry re-opens a failed order.
-# Only _transition(reopen=True) allows it, and only order_retry passes that, so the workflow
-# can never re-open an order by itself.
-REOPEN_TRANSITIONS: dict[str, set[str]] = {S.FAILED: {S.PENDING}}
-
-
-class IllegalTransition(Conflict):
-    code = "illegal_transition"
-
-    def __init__(self, order: Order, to: str):
-        super().__init__(
-            f"Order {order.pk} cannot go from {order.status} to {to}.",
-            details={"order_id": order.pk, "status": order.status, "requested": to},
-        )
+E = OrderEvent
 
 
 class InvalidOrderItems(DomainError):
@@ -72,103 +38,6 @@ class InvalidOrderItems(DomainError):
 class OrderItem:
     product_id: int
     quantity: int
-
-
-def order_log(
-    *,
-    order: Order,
-    event: str,
-    from_status: str,
-    to_status: str,
-    message: str = "",
-    data: dict[str, Any] | None = None,
-) -> OrderLog:
-    entry = OrderLog.objects.create(
-        order=order,
-        event=event,
-        from_status=from_status,
-        to_status=to_status,
-        message=message,
-        data=data or {},
-    )
-    # Only what committed is reported: a transition rolled back never happened.
-    transaction.on_commit(
-        lambda: logger.info(
-            "order %s %s: %s -> %s %s",
-            order.pk,
-            event,
-            from_status or "-",
-            to_status,
-            message,
-            extra={"order_id": order.pk, "event": event},
-        )
-    )
-    return entry
-
-
-def _transition_service(func: Callable[..., bool]) -> Callable[..., bool]:
-    """One transaction per transition service; if it rolls back, the caller's Order instance
-    is restored too, so it never shows a status the database does not have."""
-
-    @functools.wraps(func)
-    def wrapper(*, order: Order, **kwargs) -> bool:
-        snapshot = (order.status, order.failure_reason, order.updated_at)
-        try:
-            with transaction.atomic():
-                return func(order=order, **kwargs)
-        except BaseException:
-            order.status, order.failure_reason, order.updated_at = snapshot
-            raise
-
-    return wrapper
-
-
-def _transition(
-    order: Order,
-    *,
-    to: str,
-    event: str,
-    message: str = "",
-    data: dict[str, Any] | None = None,
-    failure_reason: str = "",
-    reopen: bool = False,
-) -> str | None:
-    """Move `order` to `to` inside the caller's transaction and log it; returns the status
-    it moved from, or None, changing nothing, when the order is already in `to` (a repeated
-    step). Raises IllegalTransition when `to` is not allowed from the current status.
-    `reopen` allows REOPEN_TRANSITIONS instead (order_retry only).
-    """
-    if order.status == to:
-        return None
-    allowed = REOPEN_TRANSITIONS if reopen else ALLOWED_TRANSITIONS
-    if to not in allowed.get(order.status, set()):
-        raise IllegalTransition(order, to)
-    from_status = order.status
-    now = timezone.now()
-    moved = Order.objects.filter(pk=order.pk, status=from_status).update(
-        status=to, failure_reason=failure_reason, updated_at=now
-    )
-    if not moved:
-        # Someone else moved it since we read it: judge the transition from where it is now.
-        order.status = Order.objects.values_list("status", flat=True).get(pk=order.pk)
-        return _transition(
-            order,
-            to=to,
-            event=event,
-            message=message,
-            data=data,
-            failure_reason=failure_reason,
-            reopen=reopen,
-        )
-    order.status, order.failure_reason, order.updated_at = to, failure_reason, now
-    order_log(
-        order=order, event=event, from_status=from_status, to_status=to, message=message, data=data
-    )
-    return from_status
-
-
-def _quantities(order: Order) -> dict[int, int]:
-    return {line.product_id: line.quantity for line in order_lines(order)}
 
 
 @transaction.atomic
@@ -190,9 +59,8 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         )
     total = sum((products[i.product_id].price * i.quantity for i in items), Decimal("0.00"))
     order = Order(customer=customer, total=total, currency=settings.ORDER_CURRENCY)
-    order.payment = payment_create(
-        reference=f"order:{order.uid}", amount=total, currency=order.currency
-    )
+    # The payment names the order by its uid, set already: both rows go in without an update.
+    order.payment = payment_create(order_uid=order.uid, amount=total, currency=order.currency)
     order.save()
     lines = OrderLine.objects.bulk_create(
         [
@@ -210,120 +78,96 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
     prefetched = order.lines.all()
     prefetched._result_cache, prefetched._prefetch_done = lines, True
     order._prefetched_objects_cache = {"lines": prefetched}
-    order_log(
+    message = f"{len(items)} line(s), total {total} {order.currency}"
+    OrderLog.objects.create(
         order=order,
-        event="created",
+        event=E.CREATED,
         from_status="",
         to_status=S.PENDING,
-        message=f"{len(items)} line(s), total {total} {order.currency}",
+        message=message,
         data={"lines": len(items), "total": str(total)},
+        actor=customer,
     )
+    report_after_commit(order.pk, E.CREATED, f"- -> pending {message}")
     transaction.on_commit(lambda: enqueue_order_processing(order.pk))
     return order
 
 
-@_transition_service
 def order_reserve(*, order: Order) -> bool:
-    """pending -> reserved, holding stock for every line or none (InsufficientStock).
-    Returns False if the order was already past pending. Safe to run twice."""
-    quantities = _quantities(order)
-    if not _transition(
-        order,
-        to=S.RESERVED,
-        event="reserved",
-        message="Stock reserved for every line.",
-        data={"quantities": {str(k): v for k, v in quantities.items()}},
-    ):
-        return False
-    stock_reserve(quantities=quantities)
-    return True
+    """pending -> reserved, holding stock for every line or none (InsufficientStock, nothing
+    changed). False when the order is no longer pending. Safe to run twice."""
+    quantities = {line.product_id: line.quantity for line in order_lines(order)}
+    return bool(
+        order_transition(
+            orders=[order],
+            event=E.RESERVED,
+            source=S.PENDING,
+            message="Stock reserved for every line.",
+            data={"quantities": {str(k): v for k, v in quantities.items()}},
+        )
+    )
 
 
-@_transition_service
 def order_confirm(*, order: Order, payment: Payment) -> bool:
-    """reserved -> confirmed after the charge was captured: reserved units become committed.
-    Returns False if it was already confirmed, or, with `order.status` telling which, if it
-    was cancelled or failed while the charge was on its way (the caller refunds the capture).
-    The caller pushes the confirmed order to the warehouse. Safe to run twice."""
-    try:
-        moved = _transition(
-            order,
-            to=S.CONFIRMED,
-            event="confirmed",
+    """reserved -> confirmed once `payment` was captured: reserved units become committed.
+    Applies only while the order is reserved and `payment` is its current payment; False
+    otherwise (cancelled, failed or expired meanwhile, or retried with a new payment: the
+    capture is refunded by whoever finds it). Safe to run twice."""
+    if payment.pk != order.payment_id:
+        return False
+    return bool(
+        order_transition(
+            orders=[order],
+            event=E.CONFIRMED,
+            source=S.RESERVED,
             message="Payment captured.",
             data={"payment_reference": payment.provider_reference, "attempt": payment.attempts},
         )
-    except IllegalTransition:
-        if order.status in (S.CANCELLED, S.FAILED):
-            return False
-        raise
-    if not moved:
-        return False
-    stock_confirm(quantities=_quantities(order))
-    return True
+    )
 
 
-@_transition_service
 def order_fail(
-    *, order: Order, reason: FailureReason, message: str, data: dict[str, Any] | None = None
+    *,
+    order: Order,
+    event: OrderEvent,
+    source: OrderStatus,
+    message: str,
+    data: dict[str, Any] | None = None,
 ) -> bool:
-    """-> failed/<reason>; stock held by a reserved order is released in the same
-    transaction. Returns False if it had already failed, or had been cancelled meanwhile (it
-    stays cancelled). Safe to run twice."""
-    try:
-        moved_from = _transition(
-            order,
-            to=S.FAILED,
-            event=reason.value,
-            message=message,
-            data=data,
-            failure_reason=reason,
-        )
-    except IllegalTransition:
-        if order.status == S.CANCELLED:
-            return False
-        raise
-    if moved_from is None:
-        return False
-    if moved_from == S.RESERVED:
-        stock_release(quantities=_quantities(order))
-    return True
+    """source -> failed, `event` naming the reason (out_of_stock, payment_declined,
+    payment_error, reservation_expired); a reserved order's stock is released and its
+    payment abandoned (a capture found on it later is refunded), in one transaction. Applies
+    only while the order is in `source`, the state the failure was decided for; False
+    otherwise. Safe to run twice."""
+    return bool(
+        order_transition(orders=[order], event=event, source=source, message=message, data=data)
+    )
 
 
-@_transition_service
 def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
     """confirmed -> fulfilled with the warehouse's shipment answer: the committed units leave
-    exactly once (this transition guards it) and on_hand/version follow the answer by
-    compare-and-set. Returns False if it was already fulfilled. Safe to run twice.
+    exactly once (the transition guards it) and on_hand/version follow the answer by
+    compare-and-set; a cancellation under way ends here (it has shipped). False when the
+    order is no longer confirmed. Safe to run twice.
 
-    An order cancelled while its shipment was on the way (the guarded UPDATE finds it so)
-    stays cancelled: its units were already released, so only the warehouse's new levels are
-    recorded, and the event logged.
+    An order the warehouse shipped although it was cancelled (which the cancellation's
+    question to the warehouse is there to prevent) keeps its status; the warehouse's new
+    levels are recorded and the event logged for an operator.
     """
     product_of = {line.product.sku: line.product_id for line in order_lines(order)}
     levels = {product_of[lvl.sku]: lvl for lvl in shipment.levels if lvl.sku in product_of}
-    try:
-        moved = _transition(
-            order,
-            to=S.FULFILLED,
-            event="fulfilled",
-            message="The warehouse acknowledged the shipment.",
-            data={"shipment_id": shipment.shipment_id},
-        )
-    except IllegalTransition:
-        if order.status != S.CANCELLED:
-            raise
-        stock_apply_warehouse_levels(levels=levels.values())  # locked in product id order
-        order_log(
-            order=order,
-            event="shipped_after_cancel",
-            from_status=order.status,
-            to_status=order.status,
-            message="The warehouse shipped this order after it was cancelled.",
-            data={"shipment_id": shipment.shipment_id},
-        )
-        return False
-    if not moved:
-        return False
-    stock_ship(quantities=_quantities(order), levels=levels)
-    return True
+    if order_transition(
+        orders=[order],
+        event=E.FULFILLED,
+        source=S.CONFIRMED,
+        message="The warehouse acknowledged the shipment.",
+        data={"shipment_id": shipment.shipment_id},
+        levels=levels,
+    ):
+        return True
+    order.refresh_from_db(fields=["status", "failure_reason", "cancel_requested_at"])
+    if order.status == S.CANCELLED:
+        with transaction.atomic():
+            stock_apply_warehouse_levels(levels=levels.values())
+            events.shipped_after_cancel_event(order=order, shipment_id=shipment.shipment_id)
+    return False

@@ -23,13 +23,16 @@ DATABASE_ERRORS = {
 }
 
 
+# The retry budgets are counted on the order and its payment (orders.workflow), so a task
+# re-published by the reconciler goes on with the budget where it was. `attempts_before` is
+# accepted and ignored: messages published before the budgets moved there still carry it.
+
+
 @shared_task(bind=True, name=PROCESS_ORDER, **DATABASE_ERRORS)
 def process_order(self, order_id: int, attempts_before: int = 0) -> None:
-    """Run the workflow; the workflow bounds the retries (settings ORDER_*_RETRY_MAX).
-    `attempts_before` counts retries made by earlier tasks for this order (re-published by
-    the reconciler), so a re-published order does not start its retry budget over."""
+    """Run the workflow; the workflow bounds the retries (settings ORDER_*_RETRY_MAX)."""
     try:
-        step = order_process(order_id=order_id, attempt=attempts_before + self.request.retries)
+        step = order_process(order_id=order_id)
     except Order.DoesNotExist:
         logger.error(
             "order %s does not exist; nothing to process", order_id, extra={"order_id": order_id}
@@ -41,10 +44,9 @@ def process_order(self, order_id: int, attempts_before: int = 0) -> None:
 
 @shared_task(bind=True, name=FULFIL_ORDER, **DATABASE_ERRORS)
 def fulfil_order(self, order_id: int, attempts_before: int = 0) -> None:
-    """Push a confirmed order to the warehouse; the workflow bounds the retries.
-    `attempts_before` counts the pushes made before this task (by process_order)."""
+    """Push a confirmed order to the warehouse; the workflow bounds the retries."""
     try:
-        step = order_ship(order_id=order_id, attempt=attempts_before + self.request.retries)
+        step = order_ship(order_id=order_id)
     except Order.DoesNotExist:
         logger.error(
             "order %s does not exist; nothing to ship", order_id, extra={"order_id": order_id}

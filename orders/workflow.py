@@ -2,8 +2,11 @@
 advances an order as far as it can (reserve, charge, confirm, push to the warehouse) and says
 whether and when to call again. Celery runs it (orders.tasks.process_order, and
 orders.tasks.fulfil_order for a push the warehouse did not answer); tests call it directly.
-Resumable from any state and safe to run twice, also concurrently: every step is a guarded
-transition."""
+
+Resumable from any state and safe to run twice, also concurrently: every step is a
+transition guarded by the state it was decided for (orders/transitions.py), and the retry
+budgets are counted on the order and its payment, not by the caller.
+"""
 
 import logging
 import random
@@ -12,22 +15,25 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from core.checkpoints import checkpoint
-from inventory.services import InsufficientStock
-from inventory.warehouse import WarehouseRejected, WarehouseUnavailable, get_warehouse
-from orders.dispatch import enqueue_order_fulfilment
-from orders.interventions import order_cancel_after_refund
-from orders.models import FailureReason, Order, OrderStatus
-from orders.selectors import order_lines
-from orders.services import order_confirm, order_fail, order_fulfil, order_log, order_reserve
-from payments.models import PaymentStatus
-from payments.services import (
-    PaymentInDoubt,
-    payment_charge,
-    payment_lookup,
-    payment_refund_if_captured,
+from inventory.fulfilment import (
+    WarehouseRejected,
+    WarehouseUnavailable,
+    shipment_push,
 )
+from inventory.services import InsufficientStock
+from orders import events
+from orders.dispatch import enqueue_order_fulfilment
+from orders.models import Order, OrderEvent, OrderStatus
+from orders.selectors import order_lines
+from orders.services import order_confirm, order_fail, order_fulfil, order_reserve
+from payments.models import Payment, PaymentStatus
+from payments.services import PaymentInDoubt, PaymentRefused, payment_charge, payment_settle
 
 logger = logging.getLogger(__name__)
+
+S = OrderStatus
+E = OrderEvent
+P = PaymentStatus
 
 
 @dataclass(frozen=True)
@@ -47,125 +53,81 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return min(cap, base * 2**attempt) * (1 + random.random() * settings.ORDER_RETRY_JITTER)
 
 
-def _retry_later(
-    order: Order,
-    *,
-    event: str,
-    attempt: int,
-    base: float,
-    cap: float,
-    message: str,
-    data: dict,
-) -> Step:
-    """Log that the order waits (`message` may use {delay}) and ask to be called again."""
-    delay = backoff_delay(attempt, base=base, cap=cap)
-    order_log(
-        order=order,
-        event=event,
-        from_status=order.status,
-        to_status=order.status,
-        message=message.format(delay=delay),
-        data={**data, "retry_in_seconds": round(delay, 3)},
-    )
-    return Step(done=False, retry_in=delay)
+def _load(order_id: int) -> Order:
+    return Order.objects.select_related("payment").get(pk=order_id)  # lines: order_lines
 
 
-def order_process(*, order_id: int, attempt: int = 0) -> Step:
+def order_process(*, order_id: int) -> Step:
     """Advance the order: reserve, charge, confirm (or fail and compensate), then push it to
     the warehouse; a push the warehouse does not answer goes on in orders.fulfil_order.
-
-    `attempt` counts the calls so far that asked to be retried (Celery's request.retries).
     No transaction is held across the payment or the warehouse call.
     """
-    order = Order.objects.select_related("payment").get(pk=order_id)  # lines: order_lines
-    if order.status == OrderStatus.PENDING:
-        step = _reserve(order, attempt)
+    order = _load(order_id)
+    # Each round takes one step from the order's status; a step that finds the order moved
+    # by another actor reads it again, and the next round judges it from where it is.
+    for _ in range(6):
+        if order.status == S.PENDING:
+            step = _reserve(order)
+        elif order.status == S.RESERVED:
+            step = _pay(order)
+        elif order.status == S.CONFIRMED:
+            step = _ship(order)
+            if not step.done:  # the warehouse did not answer: its own task retries the push
+                enqueue_order_fulfilment(order.pk, countdown=step.retry_in)
+            return DONE
+        else:
+            if order.status in (S.FAILED, S.CANCELLED):
+                _settle_payments(order)
+            return DONE
         if step is not None:
             return step
-    if order.status == OrderStatus.RESERVED:
-        step = _pay(order)
-        if not step.done:
-            return step
-    if order.status == OrderStatus.CONFIRMED:
-        step = _ship(order, attempt=0)
-        if not step.done:  # the warehouse did not answer: its own task retries the push
-            enqueue_order_fulfilment(order.pk, attempts_before=1, countdown=step.retry_in)
-    elif order.status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
-        _refund_if_captured(order)
     return DONE
 
 
-def _reserve(order: Order, attempt: int) -> Step | None:
+def _reserve(order: Order) -> Step | None:
+    """None: go on with the order (reserved now, or read again after it moved)."""
     try:
-        order_reserve(order=order)
+        return None if order_reserve(order=order) else _again(order)
     except InsufficientStock as exc:
         shortages = exc.details["shortages"]
-        if attempt >= settings.ORDER_STOCK_RETRY_MAX:
-            checkpoint("order.out_of_stock.decided", order_id=order.pk)
-            order_fail(
-                order=order,
-                reason=FailureReason.OUT_OF_STOCK,
-                message=f"Not enough stock after {attempt + 1} attempt(s).",
-                data={"attempts": attempt + 1, "shortages": shortages},
-            )
-            return DONE
-        return _retry_later(
-            order,
-            event="stock_retry",
-            attempt=attempt,
-            base=settings.ORDER_STOCK_RETRY_BASE_SECONDS,
-            cap=settings.ORDER_STOCK_RETRY_MAX_DELAY,
-            message=f"Not enough stock; retry {attempt + 1} in {{delay:.2f}}s.",
-            data={"attempt": attempt + 1, "shortages": shortages},
-        )
-    return None
-
-
-def _pay(order: Order) -> Step:
-    payment = order.payment
-    try:
-        payment = payment_charge(payment=payment)
-    except PaymentInDoubt as exc:
-        if payment.attempts < settings.ORDER_PAYMENT_RETRY_MAX:
-            return _retry_later(
-                order,
-                event="payment_retry",
-                attempt=payment.attempts - 1,
-                base=settings.ORDER_PAYMENT_RETRY_BASE_SECONDS,
-                cap=settings.ORDER_PAYMENT_RETRY_MAX_DELAY,
-                message="No answer from the payment service; retry in {delay:.2f}s.",
-                data={"attempt": payment.attempts, "error": str(exc)},
-            )
-        # Out of retries: only the provider's record of the key may decide the outcome.
-        try:
-            payment = payment_lookup(payment=payment)
-        except PaymentInDoubt:
-            order_log(
-                order=order,
-                event="payment_in_doubt",
-                from_status=order.status,
-                to_status=order.status,
-                message="Payment outcome unknown after every retry; stock stays "
-                "reserved until the payment is settled.",
-                data={"attempt": payment.attempts, "error": payment.last_error},
-            )
-            return DONE
-        if payment.status == PaymentStatus.NOT_CHARGED:
-            order_fail(
-                order=order,
-                reason=FailureReason.PAYMENT_ERROR,
-                message="The payment service never answered; nothing was charged.",
-                data={"attempt": payment.attempts, "error": payment.last_error},
-            )
-            return DONE
-
-    if payment.status == PaymentStatus.CAPTURED:
-        # If it was cancelled or expired while we were charging, the caller refunds.
-        order_confirm(order=order, payment=payment)
-    elif payment.status == PaymentStatus.DECLINED:
-        order_fail(
+    if order.stock_attempts >= settings.ORDER_STOCK_RETRY_MAX:
+        checkpoint("order.out_of_stock.decided", order_id=order.pk)
+        if order_fail(
             order=order,
-            reason=FailureReason.PAYMENT_DECLINED,
+            event=E.OUT_OF_STOCK,
+            source=S.PENDING,
+            message=f"Not enough stock after {order.stock_attempts + 1} attempt(s).",
+            data={"attempts": order.stock_attempts + 1, "shortages": shortages},
+        ):
+            return DONE
+        return _again(order)
+    delay = backoff_delay(
+        order.stock_attempts,
+        base=settings.ORDER_STOCK_RETRY_BASE_SECONDS,
+        cap=settings.ORDER_STOCK_RETRY_MAX_DELAY,
+    )
+    events.stock_retry_event(order=order, shortages=shortages, retry_in=round(delay, 3))
+    return Step(done=False, retry_in=delay)
+
+
+def _pay(order: Order) -> Step | None:
+    """None: go on with the order (confirmed now, or read again after it moved)."""
+    payment = payment_charge(payment=order.payment)
+    if payment.status == P.CAPTURED:
+        if order_confirm(order=order, payment=payment):
+            return None  # confirmed: on to the warehouse
+        order.refresh_from_db()
+        if order.payment_id == payment.pk and order.status not in (S.FAILED, S.CANCELLED):
+            return None  # another worker confirmed it with this very capture: go on
+        # Cancelled, failed, expired or retried with a new payment while we charged: the
+        # order does not want this capture.
+        _settle(order, payment)
+        return None if order.status in (S.PENDING, S.RESERVED) else DONE
+    if payment.status == P.DECLINED:
+        moved = order_fail(
+            order=order,
+            event=E.PAYMENT_DECLINED,
+            source=S.RESERVED,
             message=f"Payment declined: {payment.last_error or 'no reason given'}.",
             data={
                 "attempt": payment.attempts,
@@ -173,120 +135,102 @@ def _pay(order: Order) -> Step:
                 "decline_reason": payment.last_error,
             },
         )
-    else:
-        order_fail(
+        return DONE if moved else _again(order)
+    if payment.status == P.NOT_CHARGED:
+        moved = order_fail(
             order=order,
-            reason=FailureReason.PAYMENT_ERROR,
+            event=E.PAYMENT_ERROR,
+            source=S.RESERVED,
             message="The payment service refused the charge request.",
             data={"attempt": payment.attempts, "error": payment.last_error},
         )
+        return DONE if moved else _again(order)
+    # No definitive answer (in doubt), or another worker's charge is on its way.
+    if payment.tries < settings.ORDER_PAYMENT_RETRY_MAX:
+        delay = backoff_delay(
+            max(payment.tries - 1, 0),
+            base=settings.ORDER_PAYMENT_RETRY_BASE_SECONDS,
+            cap=settings.ORDER_PAYMENT_RETRY_MAX_DELAY,
+        )
+        events.payment_retry_event(order=order, payment=payment, retry_in=round(delay, 3))
+        return Step(done=False, retry_in=delay)
+    # Out of tries: the reconciler asks the provider from here on, spaced by its passes, and
+    # releases the reservation when it expires (a capture found later is refunded).
+    events.payment_in_doubt_event(order=order, payment=payment)
     return DONE
 
 
-def _refund_if_captured(order: Order) -> None:
-    """A failed or cancelled order must not keep a captured charge. A payment in doubt (e.g.
-    cancelled while the worker's charge timed out, or a refund's answer lost) is looked up
-    first: only the provider knows."""
-    payment = order.payment
+def _again(order: Order) -> None:
+    """The order moved meanwhile: read it again, for the next round to judge."""
+    order.refresh_from_db()
+
+
+def _settle(order: Order, payment: Payment) -> None:
+    """A charge the order does not want (failed, cancelled, or replaced): refunded if the
+    provider holds a capture. Unanswered: the reconciler settles it later."""
     try:
-        refunded = payment_refund_if_captured(
-            payment=payment, look_up=(PaymentStatus.IN_DOUBT, PaymentStatus.REFUND_IN_DOUBT)
-        )
-    except PaymentInDoubt as exc:
+        refunded = payment_settle(payment=payment)
+    except (PaymentInDoubt, PaymentRefused) as exc:
         logger.warning(
-            "order %s: payment or its refund still in doubt: %s",
+            "order %s: payment %s not settled yet: %s",
             order.pk,
+            payment.pk,
             exc,
             extra={"order_id": order.pk},
         )
         return
-    if not refunded:
-        return
-    order_log(
-        order=order,
-        event="refunded",
-        from_status=order.status,
-        to_status=order.status,
-        message="Captured charge refunded.",
-        data={"payment_reference": payment.provider_reference},
-    )
+    if refunded:
+        events.refunded_event(order=order, payment=payment)
 
 
-def order_ship(*, order_id: int, attempt: int = 0) -> Step:
+def _settle_payments(order: Order) -> None:
+    """A failed or cancelled order must not keep a captured charge."""
+    if order.payment.attempts:
+        _settle(order, order.payment)
+
+
+def order_ship(*, order_id: int) -> Step:
     """Push a confirmed order to the warehouse (idempotent there by order uid) and record the
     shipment. Retried with backoff while the warehouse gives no answer; a refusal (unknown SKU,
     not enough stock there) is logged and left for an operator. Safe to run twice."""
-    order = Order.objects.select_related("payment").get(pk=order_id)
-    if order.status != OrderStatus.CONFIRMED:
+    order = _load(order_id)
+    if order.status != S.CONFIRMED:
         return DONE
-    return _ship(order, attempt=attempt)
+    return _ship(order)
 
 
-def _ship(order: Order, *, attempt: int) -> Step:
-    if order.payment.status != PaymentStatus.CAPTURED and not _still_captured(order):
+def _ship(order: Order) -> Step:
+    if order.cancel_requested_at is not None:
+        return DONE  # being cancelled: never pushed from now on
+    if order.payment.status != P.CAPTURED:
+        logger.error(
+            "order %s is confirmed but its payment is %s: not pushed",
+            order.pk,
+            order.payment.status,
+            extra={"order_id": order.pk},
+        )
         return DONE
     lines = [(line.product.sku, line.quantity) for line in order_lines(order)]
     try:
         checkpoint("order.ship.sending", order_id=order.pk)
-        shipment = get_warehouse().ship(order_id=str(order.uid), lines=lines)
+        shipment = shipment_push(order_ref=str(order.uid), lines=lines)
         checkpoint("order.ship.answered", order_id=order.pk)
     except WarehouseUnavailable as exc:
-        if attempt >= settings.ORDER_SHIP_RETRY_MAX:
-            order_log(
-                order=order,
-                event="shipment_unanswered",
-                from_status=order.status,
-                to_status=order.status,
-                message="The warehouse did not answer after every retry.",
-                data={"attempt": attempt + 1, "error": str(exc)},
-            )
+        if order.ship_attempts >= settings.ORDER_SHIP_RETRY_MAX:
+            events.shipment_unanswered_event(order=order, error=str(exc))
             return DONE
-        return _retry_later(
-            order,
-            event="shipment_retry",
-            attempt=attempt,
+        delay = backoff_delay(
+            order.ship_attempts,
             base=settings.ORDER_SHIP_RETRY_BASE_SECONDS,
             cap=settings.ORDER_SHIP_RETRY_MAX_DELAY,
-            message="No answer from the warehouse; retry in {delay:.2f}s.",
-            data={"attempt": attempt + 1, "error": str(exc)},
         )
+        events.shipment_retry_event(order=order, error=str(exc), retry_in=round(delay, 3))
+        return Step(done=False, retry_in=delay)
     except WarehouseRejected as exc:
-        order_log(
-            order=order,
-            event="shipment_refused",
-            from_status=order.status,
-            to_status=order.status,
-            message=f"The warehouse refused the shipment: {exc}",
-            data={"code": exc.code, "details": exc.details},
+        # order_cancelled: a cancellation asked the warehouse first; it finishes by itself.
+        events.shipment_refused_event(
+            order=order, code=exc.code, message=str(exc), details=exc.details
         )
         return DONE
     order_fulfil(order=order, shipment=shipment)
     return DONE
-
-
-def _still_captured(order: Order) -> bool:
-    """A confirmed order's payment that is not plainly captured: a cancellation's refund got
-    no answer, so the provider may have refunded it. Ask the provider: still captured -> ship;
-    refunded -> finish that cancellation instead; no answer (or anything else) -> hold the
-    shipment, logged; the reconciler pushes it again later."""
-    try:
-        payment = payment_lookup(payment=order.payment)
-    except PaymentInDoubt as exc:
-        status, error = "unknown", str(exc)
-    else:
-        if payment.status == PaymentStatus.CAPTURED:
-            return True
-        if payment.status == PaymentStatus.REFUNDED:
-            order_cancel_after_refund(order=order)
-            return False
-        status, error = payment.status, ""
-    order_log(
-        order=order,
-        event="shipment_held",
-        from_status=order.status,
-        to_status=order.status,
-        message=f"Not pushed to the warehouse: its payment is {status.replace('_', ' ')}, "
-        "so the order may no longer be paid.",
-        data={"payment_status": status, "error": error},
-    )
-    return False

@@ -8,7 +8,7 @@ from payments.models import Payment
 class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
-        "reference",
+        "order",
         "amount",
         "currency",
         "status",
@@ -17,15 +17,19 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "updated_at",
     ]
     list_filter = ["status", "currency"]
-    search_fields = ["reference", "idempotency_key", "provider_reference"]
+    search_fields = ["=order__uid", "idempotency_key", "provider_reference"]
+    list_select_related = ["order"]
     readonly_fields = [
         "idempotency_key",
-        "reference",
         "amount",
         "currency",
         "status",
         "provider_reference",
         "attempts",
+        "tries",
+        "last_attempt_at",
+        "checked_at",
+        "abandoned_at",
         "last_error",
         "created_at",
         "updated_at",

@@ -1,8 +1,9 @@
 """HTTP client of the payment provider (the simulator by default, a real provider by URL).
 
 Every call has a connect and a read timeout. An answer that does not say what happened
-(timeout, connection error, 5xx) raises `PaymentGatewayUnavailable`: the charge may or may
-not exist, and the caller resolves that by looking the charge up by its idempotency key.
+(timeout, connection error, 5xx, and the 4xx that mean "not now": 408, 409, 425, 429)
+raises `PaymentGatewayUnavailable`: the charge may or may not exist, and the caller resolves
+that by looking the charge up by its idempotency key.
 """
 
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ class PaymentGatewayRejected(Exception):
     """A definitive 4xx other than "not found": our request is wrong; retrying won't help."""
 
 
+# 4xx answers that refuse nothing for good: the request timed out at the provider (408),
+# another request with the same idempotency key is still being processed there and may yet
+# capture (409, as Stripe answers), too early (425), too many requests (429). Each says as
+# little about the charge as no answer at all.
+TRY_AGAIN = frozenset({408, 409, 425, 429})
+
+
 class PaymentGateway(ServiceClient):
     unavailable = PaymentGatewayUnavailable
 
@@ -46,6 +54,7 @@ class PaymentGateway(ServiceClient):
         return self._charge(response)
 
     def get_charge(self, *, idempotency_key: str) -> ProviderCharge | None:
+        """The charge stored for the key; None when the provider holds none (404)."""
         response = self._send("GET", f"/charges/{idempotency_key}")
         if response.status_code == 404:
             return None
@@ -56,6 +65,8 @@ class PaymentGateway(ServiceClient):
 
     @staticmethod
     def _charge(response: requests.Response) -> ProviderCharge:
+        if response.status_code in TRY_AGAIN:
+            raise PaymentGatewayUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         if response.status_code >= 400:
             raise PaymentGatewayRejected(f"HTTP {response.status_code}: {response.text[:200]}")
         try:

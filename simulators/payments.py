@@ -54,6 +54,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # again (or HOLD_LIMIT_S passed): a test's way to have a charge in flight for as long as
     # it needs, whatever the machine's speed.
     "hold_charges": False,
+    # The whole service down: every charge, lookup and refund is answered 503 (and logged).
+    "outage": False,
 }
 CONFIG_FIELDS = {
     "decline_rate": rate,
@@ -63,6 +65,7 @@ CONFIG_FIELDS = {
     "timeout_delay_ms": non_negative_int,
     "seed": non_negative_int,
     "hold_charges": boolean,
+    "outage": boolean,
 }
 HOLD_LIMIT_S = 30.0
 SCRIPTABLE_OUTCOMES = ("capture", "decline", "error", "timeout")
@@ -221,9 +224,12 @@ def log_request(conn: sqlite3.Connection, key: str, kind: str) -> None:
 
 
 def forced_answer(conn: sqlite3.Connection, key: str, kind: str) -> ApiError | None:
-    """Log the request; the error to answer it with if one was forced on its kind (consumed)."""
+    """Log the request; the error to answer it with: 503 in an outage, or one forced on its
+    kind (consumed)."""
     with write_transaction(conn):
         log_request(conn, key, kind)
+        if read_config(conn)[0]["outage"]:
+            return ApiError(503, "service_unavailable", "simulated outage of the payment service")
         row = conn.execute(
             "SELECT position, status FROM forced_answers"
             " WHERE kind = ? AND (idempotency_key = ? OR idempotency_key IS NULL)"

@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS shipments (
     lines_key TEXT NOT NULL,
     answer TEXT NOT NULL
 );
+-- Orders cancelled before they shipped: a push of one is refused from then on.
+CREATE TABLE IF NOT EXISTS cancelled_orders (
+    order_id TEXT PRIMARY KEY,
+    cancelled_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tick_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     ticks INTEGER NOT NULL,
@@ -182,6 +187,10 @@ def shipment_create(
     """
     lines_key = json.dumps(sorted(lines))
     with write_transaction(conn):
+        if conn.execute(
+            "SELECT 1 FROM cancelled_orders WHERE order_id = ?", (order_id,)
+        ).fetchone():
+            raise ApiError(409, "order_cancelled", f"order_id {order_id!r} was cancelled")
         stored = conn.execute(
             "SELECT lines_key, answer FROM shipments WHERE order_id = ?", (order_id,)
         ).fetchone()
@@ -237,6 +246,42 @@ def shipment_create(
             (order_id, lines_key, json.dumps(answer)),
         )
     return 201, answer
+
+
+def shipment_cancel(conn: sqlite3.Connection, order_id: str) -> dict[str, Any]:
+    """Make sure an order is never shipped: recorded as cancelled (a later push is refused
+    with 409 order_cancelled), unless it has shipped already (409 already_shipped, with the
+    shipment). Under the write lock, so a push and a cancel of one order are decided in one
+    order. Safe to repeat."""
+    with write_transaction(conn):
+        stored = conn.execute(
+            "SELECT answer FROM shipments WHERE order_id = ?", (order_id,)
+        ).fetchone()
+        if stored is not None:
+            raise ApiError(
+                409,
+                "already_shipped",
+                f"order_id {order_id!r} has shipped",
+                {"shipment": json.loads(stored[0])},
+            )
+        conn.execute(
+            "INSERT INTO cancelled_orders (order_id, cancelled_at) VALUES (?, ?)"
+            " ON CONFLICT (order_id) DO NOTHING",
+            (order_id, utc_now()),
+        )
+    return {"order_id": order_id, "status": "cancelled"}
+
+
+def shipments_page(conn: sqlite3.Connection, after: str, limit: int) -> dict[str, Any]:
+    """Every shipment, a keyset page by order_id at a time."""
+    rows = conn.execute(
+        "SELECT order_id, answer FROM shipments WHERE order_id > ? ORDER BY order_id LIMIT ?",
+        (after, limit + 1),
+    ).fetchall()
+    return {
+        "results": [json.loads(answer) for _, answer in rows[:limit]],
+        "next_after": rows[limit - 1][0] if len(rows) > limit else None,
+    }
 
 
 def stock_tick(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
@@ -368,6 +413,17 @@ def create_app(
         status, answer = shipment_create(get_db(), order_id, lines)
         return json_response(answer, status)
 
+    @app.post("/shipments/<order_id>/cancel")
+    def cancel_shipment(order_id: str) -> Response:
+        serve_business_request(inject_errors=True)
+        return json_response(shipment_cancel(get_db(), order_id))
+
+    @app.get("/shipments")
+    def list_shipments_paged() -> Response:
+        after, limit = parse_page(request.args)
+        serve_business_request(inject_errors=False)
+        return json_response(shipments_page(get_db(), after, limit))
+
     @app.get("/shipments/<order_id>")
     def get_shipment(order_id: str) -> Response:
         serve_business_request(inject_errors=False)
@@ -434,6 +490,7 @@ def create_app(
         with write_transaction(conn):
             conn.execute("DELETE FROM skus")
             conn.execute("DELETE FROM shipments")
+            conn.execute("DELETE FROM cancelled_orders")
             conn.execute("DELETE FROM served_overrides")
             conn.execute("UPDATE tick_state SET ticks = 0, last_drift_at = NULL")
             restored = reset_config(conn)

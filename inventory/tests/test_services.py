@@ -22,6 +22,18 @@ def levels(*levels_):
     return [StockLevel.objects.get(pk=lvl.pk) for lvl in levels_]
 
 
+def waiting_on_locks() -> int:
+    """Statements of this database's sessions waiting on a lock now."""
+    with connection.cursor() as cursor:
+        # (within a transaction, pg_stat_activity is read from a snapshot)
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def test_reserve_takes_every_line_or_none():
     # given
     plenty, scarce = StockLevelFactory(on_hand=10), StockLevelFactory(on_hand=1)
@@ -72,17 +84,7 @@ def test_units_released_while_a_reservation_waits_for_the_row_are_reserved():
         # when: a reservation starts now (its statement sees the unit held) and waits
         waiter.start()
 
-        def reservation_waits_on_the_row() -> bool:
-            with connection.cursor() as cursor:
-                # (within a transaction, pg_stat_activity is read from a snapshot)
-                cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE '%inventory_stocklevel%'"
-                )
-                return cursor.fetchone()[0] == 1
-
-        wait_for(reservation_waits_on_the_row, timeout=10, message="the reservation to wait")
+        wait_for(lambda: waiting_on_locks() == 1, timeout=10, message="the reservation to wait")
     # ... and the release commits
     waiter.join(timeout=10)
 
@@ -128,3 +130,44 @@ def test_warehouse_level_applies_only_when_newer():
     assert levels(level)[0].on_hand == 5
     assert stock_set_from_warehouse(product_id=level.product_id, on_hand=9, version=4) is True
     assert (levels(level)[0].on_hand, levels(level)[0].version) == (9, 4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reservations_listing_their_lines_in_opposite_orders_never_deadlock():
+    """Each reservation names its products in the opposite order to the other's. A third
+    transaction holds the second product's row until both reservations wait on locks: had
+    each locked its rows in the order it lists them, the first would hold one row and want
+    the other's; locked in ascending product id, both go through."""
+    first, second = StockLevelFactory(on_hand=5), StockLevelFactory(on_hand=5)
+    assert first.product_id < second.product_id
+    errors: list[BaseException] = []
+
+    def reserve(quantities: dict[int, int]) -> threading.Thread:
+        def run() -> None:
+            try:
+                with transaction.atomic():
+                    stock_reserve(quantities=quantities)
+            except BaseException as exc:  # a deadlock included: reported below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    # given: the second product's row held by another transaction
+    with transaction.atomic():
+        list(StockLevel.objects.select_for_update().filter(pk=second.pk))
+        # when: the two reservations start, one after the other, and both stand waiting
+        threads = [reserve({second.product_id: 1, first.product_id: 1})]
+        wait_for(lambda: waiting_on_locks() == 1, timeout=10, message="the first to wait")
+        threads.append(reserve({first.product_id: 1, second.product_id: 1}))
+        wait_for(lambda: waiting_on_locks() == 2, timeout=10, message="both to wait on locks")
+    # ... then the row is let go
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # then: no deadlock; both reserved
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert [lvl.reserved for lvl in levels(first, second)] == [2, 2]

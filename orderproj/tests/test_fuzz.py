@@ -75,7 +75,7 @@ def seeded(payment_sim, settings, django_user_model) -> Iterator[dict[str, str]]
     confirmed = place_order(customer, (products[1].id, 2))
     run_to_completion(confirmed.id)
     cancelled = place_order(customer, (products[2].id, 1))
-    order_cancel(order=cancelled, by="alice", via="api")
+    order_cancel(order=cancelled, actor=cancelled.customer, via="api")
     reserved = place_order(customer, (products[3].id, 1), (products[4].id, 2))
     order_reserve(order=reserved)
     yield {

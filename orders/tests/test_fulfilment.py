@@ -1,14 +1,17 @@
 """Confirmed orders pushed to the warehouse simulator over HTTP."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connections
+from django.utils import timezone
 
 from inventory.models import StockLevel, WarehouseSyncRun
 from inventory.sync import warehouse_sync
 from inventory.tests.factories import product_in_warehouse
 from orders.models import Order
+from orders.reconciler import reconcile
 from orders.selectors import stock_discrepancies
 from orders.tests.helpers import confirm_order, log_events, place_order, run_to_completion
 from orders.workflow import order_ship
@@ -16,6 +19,10 @@ from payments.gateway import get_gateway
 from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def later(seconds: int) -> timezone.datetime:
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def confirmed_order(customer, product, quantity: int) -> Order:
@@ -53,13 +60,13 @@ def test_warehouse_without_an_answer_is_retried_with_backoff(
     order = confirmed_order(customer, product, 1)
     warehouse_sim.configure(error_rate=1.0)
 
-    first = order_ship(order_id=order.id, attempt=0)
-    second = order_ship(order_id=order.id, attempt=1)
+    first = order_ship(order_id=order.id)
+    second = order_ship(order_id=order.id)
 
     assert not first.done and not second.done and first.retry_in < second.retry_in
     assert first.retry_in >= settings.ORDER_SHIP_RETRY_BASE_SECONDS
     warehouse_sim.configure(error_rate=0.0)
-    assert order_ship(order_id=order.id, attempt=2).done
+    assert order_ship(order_id=order.id).done
     order.refresh_from_db()
     assert order.status == "fulfilled"
     assert [e[2] for e in log_events(order)].count("shipment_retry") == 2
@@ -103,20 +110,22 @@ def test_an_order_whose_refund_for_a_cancel_was_made_after_all_is_cancelled_not_
         f"{payment_sim.url}/charges/{order.payment.idempotency_key}/refund", timeout=5
     ).raise_for_status()
 
-    # when: its push to the warehouse runs (the fulfilment task, or the reconciler's re-push)
+    # when: its push to the warehouse runs (the fulfilment task, or a re-push), and later the
+    # reconciler finds the cancellation unfinished
     assert order_ship(order_id=order.id).done
+    reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
-    # then: not shipped; the cancellation is finished in the canceller's name
+    # then: never shipped; the cancellation was finished in the canceller's name
     order.refresh_from_db()
     assert (order.status, order.payment.status) == ("cancelled", "refunded")
     assert warehouse_sim.shipments()["count"] == 0
     assert log_events(order)[-1] == ("confirmed", "cancelled", "cancelled")
-    assert order.logs.last().data["by"] == customer.username
+    assert order.logs.last().actor == customer
     row = StockLevel.objects.get(product=product)
     assert (row.reserved, row.committed, row.available) == (0, 0, 10)
 
 
-def test_an_order_whose_refund_for_a_cancel_never_happened_still_ships(
+def test_an_order_whose_refund_for_a_cancel_went_unanswered_never_ships_and_is_cancelled(
     customer, customer_client, payment_sim, warehouse_sim, settings
 ):
     # given: a confirmed order whose cancel got no answer, and no refund was made
@@ -124,16 +133,19 @@ def test_an_order_whose_refund_for_a_cancel_never_happened_still_ships(
     order = confirmed_order(customer, product, 2)
     refund_unanswered(order, customer_client, settings)
 
-    # when
+    # when: its push runs, then the reconciler
     assert order_ship(order_id=order.id).done
+    report = reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
-    # then: the provider says it is still captured, so it ships as the 503 promised
+    # then: not shipped, as the 503 said; refunded and cancelled once the service answered
     order.refresh_from_db()
-    assert (order.status, order.payment.status) == ("fulfilled", "captured")
-    assert warehouse_sim.shipments()["count"] == 1
+    assert report.cancelled == 1
+    assert (order.status, order.payment.status) == ("cancelled", "refunded")
+    assert payment_sim.charge(order.payment.idempotency_key)["status"] == "refunded"
+    assert warehouse_sim.shipments()["count"] == 0
 
 
-def test_an_order_whose_refund_is_in_doubt_is_held_while_the_payment_service_is_silent(
+def test_a_cancellation_stays_unfinished_and_unshipped_while_the_payment_service_is_silent(
     customer, customer_client, payment_sim, warehouse_sim, settings
 ):
     # given: a confirmed order whose cancel got no answer from the refund
@@ -141,17 +153,18 @@ def test_an_order_whose_refund_is_in_doubt_is_held_while_the_payment_service_is_
     order = confirmed_order(customer, product, 2)
     refund_unanswered(order, customer_client, settings)
 
-    # when: its push runs while the payment service still cannot be reached
+    # when: its push and the reconciler run while the payment service still cannot be reached
     settings.PAYMENT_API_URL = f"http://127.0.0.1:{free_port()}/payments"
     get_gateway.cache_clear()
     assert order_ship(order_id=order.id).done
+    reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
-    # then: held, and said so on the order; nothing shipped, nothing released
+    # then: nothing shipped, nothing released; the order says why
     order.refresh_from_db()
     assert (order.status, order.payment.status) == ("confirmed", "refund_in_doubt")
+    assert order.cancel_requested_at is not None
     assert warehouse_sim.shipments()["count"] == 0
-    held = order.logs.last()
-    assert held.event == "shipment_held" and held.data["payment_status"] == "unknown"
+    assert order.logs.last().event == "cancel_refund_unanswered"
     assert StockLevel.objects.get(product=product).committed == 2
 
 
@@ -215,26 +228,33 @@ def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
     assert WarehouseSyncRun.objects.filter(status="succeeded").exists()
 
 
-def test_an_order_cancelled_during_the_shipment_call_stays_cancelled(
-    customer, payment_sim, warehouse_sim
+def test_a_shipment_made_while_a_cancel_is_under_way_wins_and_the_cancel_is_refused(
+    customer, payment_sim, warehouse_sim, staff_user
 ):
-    from inventory.warehouse import get_warehouse
-    from orders.interventions import order_cancel
+    from inventory.fulfilment import shipment_push
+    from orders.interventions import OrderNotCancellable, order_cancel
     from orders.services import order_fulfil
 
-    # given: the shipment went out, and the order was cancelled before its answer was recorded
+    # given: the shipment went out, its answer not recorded yet
     product = product_in_warehouse(warehouse_sim, 10)
     order = confirmed_order(customer, product, 4)
-    shipment = get_warehouse().ship(order_id=str(order.uid), lines=[(product.sku, 4)])
+    shipment = shipment_push(order_ref=str(order.uid), lines=[(product.sku, 4)])
     stale = Order.objects.get(pk=order.pk)  # as the shipping task read it: confirmed
-    order_cancel(order=order, by="operator", via="admin")
 
-    # when
+    # when: an operator cancels, then the shipment's answer is recorded
+    with pytest.raises(OrderNotCancellable, match="already shipped"):
+        order_cancel(order=order, actor=staff_user, via="admin")
     assert order_fulfil(order=stale, shipment=shipment) is False
 
-    # then: still cancelled, committed released once, on_hand follows the warehouse
+    # then: the warehouse's answer decided: fulfilled, the charge kept, committed units
+    # released once, on_hand following the warehouse
     order.refresh_from_db()
-    assert order.status == "cancelled"
-    assert order.logs.filter(event="shipped_after_cancel").exists()
+    assert order.status == "fulfilled" and order.cancel_requested_at is None
+    assert payment_sim.charge(order.payment.idempotency_key)["status"] == "captured"
+    assert [e[2] for e in log_events(order)][-3:] == [
+        "cancel_requested",
+        "fulfilled",
+        "cancel_refused_shipped",
+    ]
     row = StockLevel.objects.get(product=product)
     assert (row.on_hand, row.version, row.committed) == (6, 2, 0)

@@ -12,7 +12,12 @@ from inventory.tests.factories import product_with_stock
 from orders.models import Order
 from orders.reconciler import reconcile
 from orders.services import order_reserve
-from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.tests.helpers import (
+    capture_at_provider,
+    log_events,
+    place_order,
+    run_to_completion,
+)
 from payments.gateway import get_gateway
 from payments.models import Payment, PaymentStatus
 from tests.live import queue_length
@@ -34,12 +39,7 @@ def reserved_order(customer, *, on_hand: int = 5, quantity: int = 2) -> Order:
 
 def charge_at_provider(payment: Payment) -> None:
     """The provider stored a capture whose answer we never got."""
-    get_gateway().create_charge(
-        idempotency_key=payment.idempotency_key,
-        amount=payment.amount,
-        currency=payment.currency,
-        reference=payment.reference,
-    )
+    capture_at_provider(payment)
     Payment.objects.filter(pk=payment.pk).update(attempts=1, status=PaymentStatus.IN_DOUBT)
 
 
@@ -77,6 +77,7 @@ def test_a_payment_in_doubt_is_settled_by_lookup_never_by_charging_again(
     assert StockLevel.objects.get(product=order.lines.get().product).committed == 2
 
 
+@pytest.mark.embedded
 def test_an_expired_reservation_never_charged_is_released(customer, payment_sim, settings):
     order = reserved_order(customer)
 
@@ -88,21 +89,29 @@ def test_an_expired_reservation_never_charged_is_released(customer, payment_sim,
     assert StockLevel.objects.get(product=order.lines.get().product).reserved == 0
 
 
-def test_an_expired_reservation_whose_charge_is_unknown_keeps_its_stock(
+def test_an_expired_reservation_whose_charge_is_unknown_is_released_and_kept_under_watch(
     customer, payment_sim, settings
 ):
+    # given: a reserved order whose charge is in doubt, and a payment service out of reach
     order = reserved_order(customer)
     Payment.objects.filter(pk=order.payment_id).update(attempts=1, status="in_doubt")
     settings.PAYMENT_API_URL = "http://127.0.0.1:9/unreachable"
     get_gateway.cache_clear()
 
+    # when: its reservation's time is up
     report = reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
 
+    # then: the stock goes back whatever the provider would say; the payment stays in doubt,
+    # abandoned, for the reconciler to settle once the provider answers
     order.refresh_from_db()
-    assert report.still_in_doubt == 1 and order.status == "reserved"
-    assert StockLevel.objects.get(product=order.lines.get().product).reserved == 2
+    assert report.expired == 1 and report.still_in_doubt >= 1
+    assert (order.status, order.failure_reason) == ("failed", "reservation_expired")
+    assert StockLevel.objects.get(product=order.lines.get().product).reserved == 0
+    payment = Payment.objects.get(pk=order.payment_id)
+    assert payment.status == "in_doubt" and payment.abandoned_at is not None
 
 
+@pytest.mark.embedded
 def test_a_capture_arriving_after_the_order_failed_is_refunded(customer, payment_sim, settings):
     # given: expired as "not charged", then the provider's capture shows up after all
     order = reserved_order(customer)
@@ -110,8 +119,10 @@ def test_a_capture_arriving_after_the_order_failed_is_refunded(customer, payment
     reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
     charge_at_provider(order.payment)
 
-    # when
-    report = reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
+    # when: the next look at it (one recheck interval later)
+    report = reconcile(
+        now=later(settings.ORDER_RESERVATION_TTL_SECONDS + settings.ORDER_STUCK_AFTER_SECONDS + 2)
+    )
 
     # then
     order.refresh_from_db()
@@ -134,12 +145,15 @@ def test_a_confirmed_order_the_warehouse_never_acknowledged_is_pushed_again(
     assert log_events(order)[-1] == ("confirmed", "confirmed", "fulfilment_repushed")
 
 
+@pytest.mark.embedded
 def test_two_passes_at_once_do_not_double_anything(customer, payment_sim, settings):
     from core.leases import lease_acquire, lease_release
 
     # given: an order idle for longer than the threshold
     order = place_order(customer, (product_with_stock(5).id, 1))
-    order.logs.update(created_at=later(-settings.ORDER_STUCK_AFTER_SECONDS - 1))
+    Order.objects.filter(pk=order.pk).update(
+        progressed_at=later(-settings.ORDER_STUCK_AFTER_SECONDS - 1)
+    )
 
     # when: another beat's pass holds the lease, ours skips
     assert lease_acquire(name="reconciler", holder="other-beat", seconds=60)
@@ -172,7 +186,7 @@ def test_audit_stock_is_clean_then_reports_violations_and_fails(customer, paymen
 
 
 def test_a_capture_on_a_payment_replaced_by_an_operator_retry_is_refunded(
-    customer, payment_sim, settings
+    customer, payment_sim, settings, staff_user
 ):
     from orders.interventions import order_retry
 
@@ -182,12 +196,11 @@ def test_a_capture_on_a_payment_replaced_by_an_operator_retry_is_refunded(
     run_to_completion(order.id)
     order.refresh_from_db()
     old_payment = order.payment
-    Payment.objects.filter(pk=old_payment.pk).update(attempts=1, status="not_charged")
-    order_retry(order=order, operator="operator")
-    charge_at_provider(Payment.objects.get(pk=old_payment.pk))  # lands after the retry
     Payment.objects.filter(pk=old_payment.pk).update(
-        updated_at=later(-settings.ORDER_STUCK_AFTER_SECONDS - 1)
+        attempts=1, status="not_charged", last_attempt_at=later(-60)
     )
+    order_retry(order=order, actor=staff_user)
+    charge_at_provider(Payment.objects.get(pk=old_payment.pk))  # lands after the retry
 
     # when
     report = reconcile()
@@ -198,15 +211,17 @@ def test_a_capture_on_a_payment_replaced_by_an_operator_retry_is_refunded(
     assert Order.objects.get(pk=order.pk).logs.filter(event="refunded").exists()
 
 
-def test_an_operator_retry_starts_a_new_stock_retry_budget(customer, payment_sim, settings):
+def test_an_operator_retry_starts_a_new_stock_retry_budget(
+    customer, payment_sim, settings, staff_user
+):
     from orders.interventions import order_retry
-    from orders.reconciler import _stock_attempts
 
     order = place_order(customer, (product_with_stock(0).id, 1))
     run_to_completion(order.id)  # out of stock after ORDER_STOCK_RETRY_MAX retries
     order.refresh_from_db()
-    assert _stock_attempts(order) == settings.ORDER_STOCK_RETRY_MAX
+    assert order.stock_attempts == settings.ORDER_STOCK_RETRY_MAX
 
-    order_retry(order=order, operator="operator")
+    order_retry(order=order, actor=staff_user)
 
-    assert _stock_attempts(order) == 0
+    order.refresh_from_db()
+    assert order.stock_attempts == 0

@@ -1,7 +1,9 @@
 """Operator actions as services: retrying a failed order, pushing a confirmed one again."""
 
+from datetime import timedelta
+
 import pytest
-from django.db import transaction
+from django.utils import timezone
 
 from inventory.services import stock_set_from_warehouse
 from inventory.tests.factories import product_with_stock
@@ -11,13 +13,14 @@ from orders.interventions import (
     order_repush_fulfilment,
     order_retry,
 )
-from orders.models import FailureReason, Order, OrderStatus
+from orders.models import Order, OrderEvent, OrderStatus
 from orders.selectors import stock_discrepancies
-from orders.services import IllegalTransition, _transition, order_fail, order_reserve
+from orders.services import order_fail, order_reserve
 from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.transitions import IllegalTransition, order_transition
 from orders.workflow import order_process
 from payments.models import Payment
-from payments.services import PaymentInDoubt, payment_charge
+from payments.services import payment_charge
 from tests.live import queue_length
 
 # order_retry may look a payment up over HTTP, which it refuses to do inside a transaction.
@@ -35,13 +38,15 @@ def declined_order(customer, payment_sim) -> Order:
     return order
 
 
-def test_retried_declined_order_gets_a_new_payment_and_is_confirmed(declined_order, payment_sim):
+def test_retried_declined_order_gets_a_new_payment_and_is_confirmed(
+    declined_order, payment_sim, staff_user
+):
     # given
     old_payment = declined_order.payment
     queued_before = queue_length()
 
     # when
-    retried = order_retry(order=declined_order, operator="operator")
+    retried = order_retry(order=declined_order, actor=staff_user)
 
     # then: pending again with a new payment, its processing published after the commit
     assert (retried.status, retried.failure_reason) == ("pending", "")
@@ -55,7 +60,7 @@ def test_retried_declined_order_gets_a_new_payment_and_is_confirmed(declined_ord
     assert old_payment.status == "declined"
     entry = order.logs.get(event="retried")
     assert (entry.from_status, entry.to_status) == ("failed", "pending")
-    assert entry.data["by"] == "operator"
+    assert entry.actor == staff_user
     assert entry.data["previous_failure_reason"] == "payment_declined"
     assert entry.data["previous_payment"]["id"] == old_payment.pk
     assert entry.data["previous_payment"]["provider_reference"] == old_payment.provider_reference
@@ -80,41 +85,53 @@ def test_retried_declined_order_gets_a_new_payment_and_is_confirmed(declined_ord
 def test_the_workflow_can_never_reopen_a_failed_order(declined_order):
     # the workflow's own steps leave it failed
     assert order_process(order_id=declined_order.pk).done
+    assert order_reserve(order=declined_order) is False
+    # and the table has no way from failed back to work but an operator's retry
     with pytest.raises(IllegalTransition):
-        order_reserve(order=declined_order)
-    # and the guarded transition refuses failed -> pending unless asked to reopen
-    with pytest.raises(IllegalTransition), transaction.atomic():
-        _transition(declined_order, to=OrderStatus.PENDING, event="sneaky")
+        order_transition(
+            orders=[declined_order], event=OrderEvent.RESERVED, source=OrderStatus.FAILED
+        )
     declined_order.refresh_from_db()
     assert declined_order.status == "failed"
-    assert not declined_order.logs.filter(event__in=["sneaky", "retried"]).exists()
+    assert (
+        not declined_order.logs.filter(event__in=["reserved", "retried"])
+        .exclude(from_status="pending")
+        .exists()
+    )
 
 
-def test_only_a_failed_order_can_be_retried(customer, payment_sim):
+def test_only_a_failed_order_can_be_retried(customer, payment_sim, staff_user):
     order = place_order(customer, (product_with_stock(5).id, 1))
     run_to_completion(order.id)
 
     with pytest.raises(OrderNotRetryable, match="it is confirmed"):
-        order_retry(order=order, operator="operator")
+        order_retry(order=order, actor=staff_user)
 
     order.refresh_from_db()
     assert order.status == "confirmed"
     assert Payment.objects.count() == 1
 
 
-def test_a_failed_order_whose_charge_was_captured_is_not_retried(customer, payment_sim):
+def test_a_failed_order_whose_charge_was_captured_is_not_retried(customer, payment_sim, staff_user):
     # given: the charge's answer was lost (the provider captured it) and the order was
-    # failed anyway, as a payment error
+    # failed anyway, as a payment error, a while ago
     order = place_order(customer, (product_with_stock(5).id, 1))
     order_reserve(order=order)
     payment_sim.script("timeout")
-    with pytest.raises(PaymentInDoubt):
-        payment_charge(payment=order.payment)
-    order_fail(order=order, reason=FailureReason.PAYMENT_ERROR, message="Given up.")
+    assert payment_charge(payment=order.payment).status == "in_doubt"
+    order_fail(
+        order=order,
+        event=OrderEvent.PAYMENT_ERROR,
+        source=OrderStatus.RESERVED,
+        message="Given up.",
+    )
+    Payment.objects.filter(pk=order.payment_id).update(
+        last_attempt_at=timezone.now() - timedelta(minutes=5)
+    )
 
     # when
     with pytest.raises(OrderNotRetryable, match="was captured"):
-        order_retry(order=order, operator="operator")
+        order_retry(order=order, actor=staff_user)
 
     # then: the lookup by key found the capture, and the order was left as it was
     order.refresh_from_db()
@@ -123,27 +140,27 @@ def test_a_failed_order_whose_charge_was_captured_is_not_retried(customer, payme
     assert Payment.objects.count() == 1
 
 
-def test_repush_publishes_fulfilment_of_a_confirmed_order_only(customer, payment_sim):
+def test_repush_publishes_fulfilment_of_a_confirmed_order_only(customer, payment_sim, staff_user):
     confirmed = place_order(customer, (product_with_stock(5).id, 1))
     run_to_completion(confirmed.id)
     pending = place_order(customer, (product_with_stock(5).id, 1))
     queued_before = queue_length()
 
-    order_repush_fulfilment(order=confirmed, operator="operator")
+    order_repush_fulfilment(order=confirmed, actor=staff_user)
     with pytest.raises(OrderNotConfirmed):
-        order_repush_fulfilment(order=pending, operator="operator")
+        order_repush_fulfilment(order=pending, actor=staff_user)
 
     assert queue_length() == queued_before + 1
     entry = confirmed.logs.get(event="fulfilment_repushed")
-    assert (entry.from_status, entry.to_status, entry.data) == (
+    assert (entry.from_status, entry.to_status, entry.actor) == (
         "confirmed",
         "confirmed",
-        {"by": "operator"},
+        staff_user,
     )
     assert not pending.logs.filter(event="fulfilment_repushed").exists()
 
 
-def test_an_order_failed_out_of_stock_is_retried_once_restocked(customer, payment_sim):
+def test_an_order_failed_out_of_stock_is_retried_once_restocked(customer, payment_sim, staff_user):
     # given: failed out of stock, never charged
     product = product_with_stock(1)
     order = place_order(customer, (product.id, 3))
@@ -153,7 +170,7 @@ def test_an_order_failed_out_of_stock_is_retried_once_restocked(customer, paymen
     stock_set_from_warehouse(product_id=product.id, on_hand=10, version=2)
 
     # when
-    order_retry(order=order, operator="operator")
+    order_retry(order=order, actor=staff_user)
     run_to_completion(order.id)
 
     # then: confirmed; the old, never attempted payment was not even looked up

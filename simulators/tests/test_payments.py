@@ -442,3 +442,21 @@ def test_a_charge_being_processed_answers_409_to_another_request_with_its_key(ht
         assert first.result(timeout=10).status_code == 201
     assert charge(http, payment_url, "k1").status_code == 200
     assert stats(http, payment_url)["captured"] == 1
+
+
+def test_an_outage_answers_503_to_everything_and_stores_nothing(http, payment_url):
+    charge(http, payment_url, "before")
+    configure(http, payment_url, outage=True)
+
+    answers = [
+        charge(http, payment_url, "k1").status_code,
+        http.get(f"{payment_url}/charges/before").status_code,
+        http.post(f"{payment_url}/charges/before/refund").status_code,
+    ]
+    configure(http, payment_url, outage=False)
+
+    assert answers == [503, 503, 503]
+    assert http.get(f"{payment_url}/_control/charges/k1").status_code == 404
+    assert http.get(f"{payment_url}/charges/before").json()["status"] == "captured"
+    logged = http.get(f"{payment_url}/_control/requests").json()["results"]
+    assert [r["kind"] for r in logged] == ["charge", "charge", "lookup", "refund", "lookup"]

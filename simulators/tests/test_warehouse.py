@@ -409,3 +409,29 @@ def test_served_overrides_replace_the_on_hand_the_snapshot_serves(http, warehous
     http.post(f"{warehouse_url}/_control/reset")
     http.put(f"{warehouse_url}/_control/stock", json={"items": [{"sku": "A", "on_hand": 5}]})
     assert http.get(f"{warehouse_url}/stock").json()["results"][0]["on_hand"] == 5
+
+
+def test_a_cancelled_order_is_never_shipped_and_a_shipped_one_cannot_be_cancelled(
+    http, warehouse_url
+):
+    http.put(f"{warehouse_url}/_control/stock", json={"items": [{"sku": "A", "on_hand": 5}]})
+    line = [{"sku": "A", "quantity": 1}]
+
+    # a cancelled order: the cancel is idempotent, and a push is refused from then on
+    first = http.post(f"{warehouse_url}/shipments/o-1/cancel")
+    again = http.post(f"{warehouse_url}/shipments/o-1/cancel")
+    pushed = http.post(f"{warehouse_url}/shipments", json={"order_id": "o-1", "lines": line})
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json() == {"order_id": "o-1", "status": "cancelled"}
+    assert (pushed.status_code, pushed.json()["error"]["code"]) == (409, "order_cancelled")
+
+    # a shipped order: too late, and the answer carries the shipment
+    shipped = http.post(f"{warehouse_url}/shipments", json={"order_id": "o-2", "lines": line})
+    late = http.post(f"{warehouse_url}/shipments/o-2/cancel")
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "already_shipped"
+    assert late.json()["error"]["details"]["shipment"] == shipped.json()
+
+    # every shipment, paged
+    page = http.get(f"{warehouse_url}/shipments", params={"limit": 10}).json()
+    assert [s["order_id"] for s in page["results"]] == ["o-2"] and page["next_after"] is None

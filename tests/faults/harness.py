@@ -58,10 +58,15 @@ class PrivateRedis:
             self.proc.terminate()
             self.proc.wait(timeout=10)
 
-    def pause(self, seconds: float) -> None:
-        """CLIENT PAUSE: Redis accepts connections and commands but answers none meanwhile,
-        like a hung broker."""
-        redis.Redis(port=self.port).execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+    def pause(self, seconds: float, *, mode: str = "ALL") -> None:
+        """CLIENT PAUSE: Redis accepts connections and commands but answers none meanwhile
+        (mode ALL), or none that writes (mode WRITE: publishing a task is a write), like a
+        hung broker."""
+        redis.Redis(port=self.port).execute_command("CLIENT", "PAUSE", int(seconds * 1000), mode)
+
+    def unpause(self) -> None:
+        """End a CLIENT PAUSE ... WRITE now (under ALL, this command would wait too)."""
+        redis.Redis(port=self.port).execute_command("CLIENT", "UNPAUSE")
 
 
 @dataclass
@@ -185,14 +190,10 @@ def figures_for(
 
     from inventory.models import StockLevel
     from orders.audit import audit
-    from orders.models import Order, OrderStatus
+    from orders.models import Order
 
     found = Order.objects.filter(pk__in=order_ids).count()
     result = audit(with_provider=True)
-    stats = payment_sim.stats()
-    paid = Order.objects.filter(
-        pk__in=order_ids, status__in=[OrderStatus.CONFIRMED, OrderStatus.FULFILLED]
-    ).count()
     figures = Figures(
         scenario=scenario,
         orders=posted,
@@ -200,8 +201,7 @@ def figures_for(
         lost=(posted - found) + len(open_ids),
         oversold=StockLevel.objects.filter(available__lt=0).count()
         + sum(1 for v in result.violations if v.startswith("product ")),
-        double_charged=max(0, stats["captured"] - paid)
-        + sum(1 for v in result.violations if "captured charges" in v),
+        double_charged=kept_captures(order_ids, payment_sim),
         audit_violations=result.violations,
         notes={
             "statuses": dict(
@@ -213,3 +213,20 @@ def figures_for(
         },
     )
     return figures
+
+
+def kept_captures(order_ids: list[int], payment_sim) -> int:
+    """Captures the provider keeps that nobody paid for, counted key by key: every captured
+    key must be the current payment of an order that is confirmed or fulfilled. (A kept
+    capture and a paid order without one can never cancel out.)"""
+    from orders.models import Order, OrderStatus
+
+    paid_keys = set(
+        Order.objects.filter(
+            pk__in=order_ids, status__in=[OrderStatus.CONFIRMED, OrderStatus.FULFILLED]
+        ).values_list("payment__idempotency_key", flat=True)
+    )
+    captured = {
+        key for key, seen in payment_sim.stats()["by_key"].items() if seen["status"] == "captured"
+    }
+    return len(captured - paid_keys)

@@ -4,10 +4,12 @@ to test-artifacts/fault-figures.jsonl): orders, faults injected, lost, oversold,
 charges; and each ends with the audit (orders/audit.py, as `manage.py audit_stock`) clean."""
 
 import itertools
+import math
 import os
 import random
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -74,9 +76,11 @@ def test_broker_stopped_then_hung_while_orders_are_posted(
     private_redis.stop()
     down_ids, down_seconds = post_orders(customer_client, products, 10)
     private_redis.start()  # back, empty: every message published before is gone
-    # and then hung: it accepts connections but answers nothing for 6 s
-    private_redis.pause(6)
+    # and then hung, for as long as it takes to post orders: it accepts connections and
+    # commands but answers no write (a publish is one) until it is let go
+    private_redis.pause(120, mode="WRITE")
     hung_ids, hung_seconds = post_orders(customer_client, products, 6)
+    private_redis.unpause()
 
     # then: every answer was a 202 within a few seconds (a hung broker costs the publish its
     # timeout, CELERY_PUBLISH_TIMEOUT, and one retry), every order was saved ...
@@ -141,8 +145,8 @@ def test_two_beats_at_once_never_double_a_sync_or_a_reconciler_action(
     warehouse_sim.set_stock({p.sku: 60 for p in products})
     stuck = [place_order(customer, (products[i].id, 1)).id for i in range(8)]
     fault_stack.control.control.purge()  # the lost publishes
-    OrderLog.objects.filter(order_id__in=stuck).update(
-        created_at=OrderLog.objects.first().created_at.replace(year=2000)
+    Order.objects.filter(pk__in=stuck).update(
+        progressed_at=Order.objects.get(pk=stuck[0]).created_at.replace(year=2000)
     )
     set_schedule("warehouse-sync", every=1)
 
@@ -194,7 +198,7 @@ def test_seeded_random_soak(
     fault_stack, private_redis, customer_client, payment_sim, warehouse_sim, stocked_products
 ):
     # given: scarce stock, and every kind of fault the services can produce, seeded
-    rng = random.Random(20261124)
+    rng = random.Random(20261129)
     products = stocked_products(15, 12)
     payment_sim.configure(
         decline_rate=0.1, error_rate=0.1, timeout_rate=0.1, timeout_delay_ms=1500, seed=42
@@ -205,11 +209,16 @@ def test_seeded_random_soak(
     fault_stack.start_beat()
     order_ids, faults = [], 0
 
-    # when: 300 orders in batches, a random infrastructure fault after each batch
-    for batch in range(6):
+    # the plan of faults, one after each batch, drawn up front from the seed: this seed's
+    # plan has every kind, a whole worker killed included, which the scenario is there for
+    kinds = ["kill-child", "pause-broker", "kill-worker", "tick"]
+    plan = [rng.choice(kinds) for _ in range(6)]
+    assert set(plan) == set(kinds), plan
+
+    # when: 300 orders in batches, the planned infrastructure fault after each batch
+    for batch, fault in enumerate(plan):
         ids, _ = post_orders(customer_client, products, 50, rng=rng)
         order_ids += ids
-        fault = rng.choice(["kill-child", "pause-broker", "kill-worker", "tick"])
         if fault == "kill-child":
             os.kill(rng.choice(fault_stack.pool_children()), signal.SIGKILL)
             faults += 1
@@ -221,7 +230,9 @@ def test_seeded_random_soak(
             workers.append(fault_stack.start_worker(concurrency=3))
             faults += 1
         else:
-            warehouse_sim.tick(restock_rate=0.5, shrink_rate=0.2, max_restock=5, seed=batch)
+            # restocks only: shrinkage below what orders hold is a shortfall at the warehouse
+            # (the sync reports it), not an oversell; the ledger test covers it
+            warehouse_sim.tick(restock_rate=0.5, shrink_rate=0, max_restock=5, seed=batch)
 
     # then
     figures = figures_for(
@@ -231,7 +242,81 @@ def test_seeded_random_soak(
         payment_sim=payment_sim,
         settle_within=240,
     )
+    figures.notes["plan"] = plan
     figures.assert_clean()
+
+
+# The outage lasts this long: 30 s in `make test`; the figures in the docs come from a run
+# with FAULTS_PAYMENT_OUTAGE_SECONDS=300.
+OUTAGE_SECONDS = float(os.environ.get("FAULTS_PAYMENT_OUTAGE_SECONDS", "30"))
+
+
+def test_a_payment_service_outage_bounds_each_orders_charges_and_ends_every_order(
+    fault_stack, customer_client, payment_sim, stocked_products, settings
+):
+    # given: reservations that expire after 20 s, and a payment service that goes down
+    products = stocked_products(10, 100)
+    fault_stack.env["ORDER_RESERVATION_TTL_SECONDS"] = "20"
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_worker(concurrency=4)
+    fault_stack.start_beat()
+    payment_sim.configure(outage=True)
+    outage_began = time.monotonic()
+
+    # when: 100 orders come in during the outage, which lasts OUTAGE_SECONDS
+    order_ids, _ = post_orders(customer_client, products, 100)
+    wait_for(
+        lambda: not Order.objects.filter(pk__in=order_ids, status__in=["pending"]).exists(),
+        timeout=OUTAGE_SECONDS,
+        message="every order to have its stock (it then waits on the payment)",
+    )
+    wait_for(
+        lambda: time.monotonic() - outage_began >= OUTAGE_SECONDS,
+        timeout=OUTAGE_SECONDS + 1,
+        interval=1,
+        message="the outage's end",
+    )
+    payment_sim.configure(outage=False)
+
+    # then: every order ends, nothing lost, oversold or charged twice ...
+    figures = figures_for(
+        f"payment service down {OUTAGE_SECONDS:.0f}s",
+        order_ids,
+        faults=1,
+        payment_sim=payment_sim,
+        settle_within=120,
+    )
+    # ... no order sent more charge requests than its retry budget, and its tries were spaced
+    # by the backoff: the workflow's (base x 2^n), then the reconciler's (a pass at most every
+    # stuck threshold), never a request a second for the whole outage
+    keys = dict(
+        Order.objects.filter(pk__in=order_ids).values_list("payment__idempotency_key", "pk")
+    )
+    seen = {key: [] for key in keys}
+    for request in payment_sim.requests():
+        if request["idempotency_key"] in seen:
+            seen[request["idempotency_key"]].append(request)
+    budget, base = settings.ORDER_PAYMENT_RETRY_MAX, settings.ORDER_PAYMENT_RETRY_BASE_SECONDS
+    stuck = int(fault_stack.env["ORDER_STUCK_AFTER_SECONDS"])
+    allowed = budget + 2 * math.ceil(OUTAGE_SECONDS / stuck) + 2
+    for key, requests in seen.items():
+        charges = [r for r in requests if r["kind"] == "charge"]
+        assert 1 <= len(charges) <= budget, (keys[key], requests)
+        assert len(requests) <= allowed, (keys[key], len(requests), allowed)
+        times = [r["at"] for r in requests[:budget]]
+        for n, (a, b) in enumerate(itertools.pairwise(times)):
+            assert b - a >= 0.9 * base * 2**n, (keys[key], n, times)
+    figures.notes.update(
+        outage_seconds=OUTAGE_SECONDS,
+        max_charge_requests_per_order=max(
+            sum(r["kind"] == "charge" for r in rs) for rs in seen.values()
+        ),
+        max_requests_per_order=max(len(rs) for rs in seen.values()),
+        provider_requests=sum(len(rs) for rs in seen.values()),
+    )
+    figures.assert_clean()
+    statuses = set(Order.objects.filter(pk__in=order_ids).values_list("status", "failure_reason"))
+    assert statuses <= {("failed", "reservation_expired"), ("confirmed", ""), ("fulfilled", "")}
 
 
 @pytest.mark.skipif(

@@ -1,0 +1,219 @@
+"""The order state machine: the table of every allowed transition, and the one way to apply
+one, to a single order or to a set of orders at once.
+
+A transition is decided by someone who read an order in some status, holding some payment;
+it is applied only if the order is still so. One UPDATE, guarded by that status and payment,
+moves every order of the set that still qualifies and returns which did; the stock change
+that belongs to the transition and the log rows follow in the same transaction, set-based.
+An order that moved on meanwhile is left alone and reported as not moved, so a decision made
+for one state is never applied to another: the caller reads the order again and decides
+afresh.
+
+Locks: the orders' rows first (in ascending id order when there are several,
+orders/lock_objects.py), then stock rows in ascending product id order (inventory's).
+"""
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import prefetch_related_objects
+from django.utils import timezone
+
+from core.errors import Conflict
+from inventory.services import (
+    stock_confirm,
+    stock_release,
+    stock_release_committed,
+    stock_reserve,
+    stock_ship,
+)
+from inventory.types import SkuLevel
+from orders.events import report_after_commit
+from orders.lock_objects import orders_for_update
+from orders.models import FailureReason, Order, OrderEvent, OrderLog, OrderStatus
+from orders.selectors import LINES_WITH_PRODUCTS
+from payments.services import payments_abandon
+
+S = OrderStatus
+E = OrderEvent
+
+
+@dataclass(frozen=True)
+class Transition:
+    event: OrderEvent
+    source: OrderStatus
+    target: OrderStatus
+
+
+# Every status change an order can make. `created` is not here: an order is born pending.
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(E.RESERVED, S.PENDING, S.RESERVED),
+    Transition(E.OUT_OF_STOCK, S.PENDING, S.FAILED),
+    Transition(E.CANCELLED, S.PENDING, S.CANCELLED),
+    Transition(E.CONFIRMED, S.RESERVED, S.CONFIRMED),
+    Transition(E.PAYMENT_DECLINED, S.RESERVED, S.FAILED),
+    Transition(E.PAYMENT_ERROR, S.RESERVED, S.FAILED),
+    Transition(E.RESERVATION_EXPIRED, S.RESERVED, S.FAILED),
+    Transition(E.CANCELLED, S.RESERVED, S.CANCELLED),
+    Transition(E.FULFILLED, S.CONFIRMED, S.FULFILLED),
+    Transition(E.CANCELLED, S.CONFIRMED, S.CANCELLED),
+    # The one way out of an end state, for operators only (orders.interventions.order_retry).
+    Transition(E.RETRIED, S.FAILED, S.PENDING),
+)
+_BY_KEY = {(t.event, t.source): t for t in TRANSITIONS}
+FAILURE_REASONS = {
+    E.OUT_OF_STOCK: FailureReason.OUT_OF_STOCK,
+    E.PAYMENT_DECLINED: FailureReason.PAYMENT_DECLINED,
+    E.PAYMENT_ERROR: FailureReason.PAYMENT_ERROR,
+    E.RESERVATION_EXPIRED: FailureReason.RESERVATION_EXPIRED,
+}
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+    def __init__(self, event: str, source: str):
+        super().__init__(
+            f"No transition {event} from {source}.", details={"event": event, "status": source}
+        )
+
+
+def transition_for(event: OrderEvent, source: str) -> Transition:
+    try:
+        return _BY_KEY[(event, source)]
+    except KeyError:
+        raise IllegalTransition(event, source) from None
+
+
+def _quantities(orders: list[Order]) -> dict[int, int]:
+    """Units per product over the orders' lines (read in one query for all of them, unless
+    they were loaded already)."""
+    prefetch_related_objects(orders, LINES_WITH_PRODUCTS)
+    total: dict[int, int] = defaultdict(int)
+    for order in orders:
+        for line in order.lines.all():
+            total[line.product_id] += line.quantity
+    return total
+
+
+def _stock_change(
+    transition: Transition, moved: list[Order], levels: Mapping[int, SkuLevel] | None
+) -> None:
+    """The stock change that belongs to the transition, for every order moved at once."""
+    source, target = transition.source, transition.target
+    if target == S.RESERVED:
+        stock_reserve(quantities=_quantities(moved))
+    elif source == S.RESERVED and target == S.CONFIRMED:
+        stock_confirm(quantities=_quantities(moved))
+    elif source == S.RESERVED:  # failed or cancelled: the reservation is given back
+        stock_release(quantities=_quantities(moved))
+    elif source == S.CONFIRMED and target == S.FULFILLED:
+        stock_ship(quantities=_quantities(moved), levels=levels or {})
+    elif source == S.CONFIRMED:  # cancelled before shipping
+        stock_release_committed(quantities=_quantities(moved))
+
+
+_UPDATE_SQL = """
+UPDATE orders_order SET status = %s, failure_reason = %s, updated_at = %s, progressed_at = %s
+{extra}
+WHERE id IN ({ids}) AND status = %s AND payment_id IN ({payment_ids})
+RETURNING id
+"""
+
+
+def _guarded_update(
+    transition: Transition, orders: Sequence[Order], *, now, extra: dict
+) -> set[int]:
+    assignments = "".join(f", {column} = %s" for column in extra)
+    # Datetimes as the backend stores them (SQLite: text without an offset, as the ORM writes).
+    when = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [
+        transition.target,
+        FAILURE_REASONS.get(transition.event, ""),
+        when(now),
+        when(now),
+        *(when(v) if isinstance(v, datetime) else v for v in extra.values()),
+        *(order.pk for order in orders),
+        transition.source,
+        *(order.payment_id for order in orders),
+    ]
+    placeholders = ", ".join(["%s"] * len(orders))
+    sql = _UPDATE_SQL.format(extra=assignments, ids=placeholders, payment_ids=placeholders)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {order_id for (order_id,) in cursor.fetchall()}
+
+
+def order_transition(
+    *,
+    orders: Sequence[Order],
+    event: OrderEvent,
+    source: OrderStatus,
+    actor=None,
+    message: str = "",
+    data: dict[str, Any] | None = None,
+    levels: Mapping[int, SkuLevel] | None = None,
+) -> list[Order]:
+    """Apply `event` to every order of `orders` that is still in `source` and still holds the
+    payment the caller read (`order.payment_id`: a decision made for one payment, say a
+    capture or a decline, never applies to an order an operator has since retried with
+    another); returns the orders moved, their instances updated. Orders no longer so are
+    left as they are and their instances untouched: the caller reads them again to decide.
+
+    In one transaction (the caller's, if one is open): the guarded UPDATE, the transition's
+    stock change over all moved orders at once (a reservation is all or nothing for the
+    set), the payments of failed or cancelled orders marked abandoned, one log row per order
+    (`actor`: who did it, None for the system). Raises IllegalTransition if the table has no
+    such transition, InsufficientStock when a reservation cannot be held (nothing changed).
+    Safe to run twice: a repeat finds the orders moved and moves none.
+    """
+    transition = transition_for(event, source)
+    if not orders:
+        return []
+    now = timezone.now()
+    extra: dict[str, Any] = {}
+    if transition.target == S.RESERVED:
+        extra["reserved_at"] = now
+    elif transition.event == E.RETRIED:
+        extra.update(stock_attempts=0, ship_attempts=0, reserved_at=None)
+    elif transition.event == E.FULFILLED:
+        extra["cancel_requested_at"] = None  # shipped: any cancellation ends here
+    with transaction.atomic(savepoint=False):
+        if len(orders) > 1:
+            orders_for_update(order.pk for order in orders)
+        moved_ids = _guarded_update(transition, orders, now=now, extra=extra)
+        moved = [order for order in orders if order.pk in moved_ids]
+        if not moved:
+            return []
+        _stock_change(transition, moved, levels)
+        if transition.target in (S.FAILED, S.CANCELLED):
+            payments_abandon(payment_ids=[order.payment_id for order in moved], now=now)
+        OrderLog.objects.bulk_create(
+            [
+                OrderLog(
+                    order=order,
+                    event=event,
+                    from_status=transition.source,
+                    to_status=transition.target,
+                    message=message,
+                    data=data or {},
+                    actor=actor,
+                )
+                for order in moved
+            ]
+        )
+    for order in moved:
+        order.status = transition.target
+        order.failure_reason = FAILURE_REASONS.get(event, "")
+        order.updated_at = order.progressed_at = now
+        for column, value in extra.items():
+            setattr(order, column, value)
+    for order in moved:
+        report_after_commit(
+            order.pk, str(event), f"{transition.source} -> {transition.target} {message}"
+        )
+    return moved
