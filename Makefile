@@ -31,10 +31,12 @@ run: venv
 ## again on the embedded SQLite database
 test: test-postgres test-embedded
 
+# (The tests serve the simulators themselves and point the clients at them.)
 test-postgres: venv-dev
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret} \
+	SERVE_SIMULATORS=$${SERVE_SIMULATORS:-true} \
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## test-embedded: the tests marked `embedded` on SQLite, as `make run` uses it by default

@@ -70,6 +70,7 @@ def main() -> None:
             "VAR_DIR": var_dir,
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5"),
             "WAREHOUSE_API_URL": f"http://127.0.0.1:{args.port}/sim/warehouse",
+            "PAYMENT_API_URL": f"http://127.0.0.1:{args.port}/sim/payments",
             "DJANGO_SETTINGS_MODULE": "orderproj.settings",
         }
     )

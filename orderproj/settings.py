@@ -271,11 +271,26 @@ CELERY_BEAT_SCHEDULER = "orderproj.beat:HeartbeatDatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # --- External services --------------------------------------------------------------------
-# By default the simulators mounted in this deployment's own web server (see orderproj/wsgi.py).
-_local_base = f"http://127.0.0.1:{env.int('PORT', default=8000)}"
-PAYMENT_API_URL = env.str("PAYMENT_API_URL", default=f"{_local_base}/sim/payments")
-WAREHOUSE_API_URL = env.str("WAREHOUSE_API_URL", default=f"{_local_base}/sim/warehouse")
-SERVE_SIMULATORS = env.bool("SERVE_SIMULATORS", default=True)
+# The simulated payment service and warehouse are served under /sim/ by this deployment's own
+# web server (orderproj/wsgi.py) only when asked: SERVE_SIMULATORS, which the embedded mode
+# turns on by default (and `make run` always, unless told otherwise), and the clients then
+# default to them. Any other deployment must name its payment service and warehouse, and
+# refuses to start without them: none ever "charges" a simulator by forgetting a URL.
+SERVE_SIMULATORS = env.bool("SERVE_SIMULATORS", default=EMBEDDED)
+_simulators = f"http://127.0.0.1:{env.int('PORT', default=8000)}/sim"
+PAYMENT_API_URL = env.str("PAYMENT_API_URL", default="") or (
+    f"{_simulators}/payments" if SERVE_SIMULATORS else ""
+)
+WAREHOUSE_API_URL = env.str("WAREHOUSE_API_URL", default="") or (
+    f"{_simulators}/warehouse" if SERVE_SIMULATORS else ""
+)
+if not PAYMENT_API_URL or not WAREHOUSE_API_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "PAYMENT_API_URL and WAREHOUSE_API_URL must be set (or SERVE_SIMULATORS=true, to use "
+        "the simulated services this deployment then serves under /sim/)."
+    )
 WAREHOUSE_CONNECT_TIMEOUT = env.float("WAREHOUSE_CONNECT_TIMEOUT", default=2.0)
 WAREHOUSE_READ_TIMEOUT = env.float("WAREHOUSE_READ_TIMEOUT", default=10.0)
 PAYMENT_CONNECT_TIMEOUT = env.float("PAYMENT_CONNECT_TIMEOUT", default=2.0)

@@ -77,7 +77,13 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    list_filter = ["status", "failure_reason", "created_at", ProductFilter]
+    list_filter = [
+        "status",
+        "failure_reason",
+        ("cancel_requested_at", admin.EmptyFieldListFilter),
+        "created_at",
+        ProductFilter,
+    ]
     search_fields = ["=id", "=uid", "customer__username", "customer__email", "lines__product__sku"]
     list_select_related = ["customer"]
     date_hierarchy = "created_at"
@@ -180,8 +186,12 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def coloured_status(self, order: Order) -> str:
+        being_cancelled = order.status == OrderStatus.CONFIRMED and order.cancel_requested_at
         return format_html(
-            '<b style="color:{}">{}</b>', STATUS_COLOURS[order.status], order.get_status_display()
+            '<b style="color:{}">{}</b>{}',
+            STATUS_COLOURS[order.status],
+            order.get_status_display(),
+            " (being cancelled)" if being_cancelled else "",
         )
 
     @admin.display(description="Payment")

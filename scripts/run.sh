@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 export PORT="${PORT:-8000}"
 export DJANGO_SETTINGS_MODULE=orderproj.settings
-# honcho gives each process its own PORT; the clients must reach the simulators on the web's.
+# The demo serves the simulated payment service and warehouse under /sim/ unless told not to;
+# honcho gives each process its own PORT, so the clients are told the web's.
+export SERVE_SIMULATORS="${SERVE_SIMULATORS:-true}"
 export PAYMENT_API_URL="${PAYMENT_API_URL:-http://127.0.0.1:${PORT}/sim/payments}"
 export WAREHOUSE_API_URL="${WAREHOUSE_API_URL:-http://127.0.0.1:${PORT}/sim/warehouse}"
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PRODUCTION = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/orderproj_settings_check",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15",
+    "PAYMENT_API_URL": "https://payments.example/v1",
+    "WAREHOUSE_API_URL": "https://warehouse.example/api",
 }
 SHOW = """
 import json, django
@@ -23,7 +25,7 @@ print(json.dumps({name: getattr(s, name) for name in (
     "DEBUG", "ALLOWED_HOSTS", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
     "SESSION_COOKIE_HTTPONLY", "SECURE_SSL_REDIRECT", "SECURE_REDIRECT_EXEMPT",
     "SECURE_HSTS_SECONDS", "SECURE_PROXY_SSL_HEADER", "SECURE_CONTENT_TYPE_NOSNIFF",
-    "X_FRAME_OPTIONS")}))
+    "X_FRAME_OPTIONS", "SERVE_SIMULATORS", "PAYMENT_API_URL", "WAREHOUSE_API_URL")}))
 """
 
 
@@ -32,7 +34,8 @@ def run(args: list[str], env: dict[str, str], tmp_path) -> subprocess.CompletedP
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")
-        and not k.startswith(("SECURE_", "SESSION_", "CSRF_", "BEHIND_"))
+        and not k.startswith(("SECURE_", "SESSION_", "CSRF_", "BEHIND_", "SERVE_", "PAYMENT_"))
+        and not k.startswith("WAREHOUSE_")
     }
     clean.update(env, DJANGO_SETTINGS_MODULE="orderproj.settings", VAR_DIR=str(tmp_path))
     return subprocess.run(
@@ -102,3 +105,40 @@ def test_the_deploy_check_passes_behind_tls(tmp_path):
         if "(security." in line
     }
     assert issues <= {"security.W005", "security.W021"}, result.stderr
+
+
+@pytest.mark.parametrize("missing", ["PAYMENT_API_URL", "WAREHOUSE_API_URL"])
+def test_a_deployment_without_its_payment_service_or_warehouse_refuses_to_start(tmp_path, missing):
+    env = {**PRODUCTION, "SECRET_KEY": strong_key()}
+    del env[missing]
+
+    result = run(["-c", SHOW], env, tmp_path)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: PAYMENT_API_URL and WAREHOUSE_API_URL must be set" in (
+        result.stderr
+    )
+
+
+def test_a_deployment_serves_the_simulators_only_when_asked(tmp_path):
+    production = settings_in({**PRODUCTION, "SECRET_KEY": strong_key()}, tmp_path)
+    embedded = settings_in({}, tmp_path)  # `make run` on a bare machine: no setting at all
+    asked = settings_in(
+        {
+            "DATABASE_URL": PRODUCTION["DATABASE_URL"],
+            "CELERY_BROKER_URL": PRODUCTION["CELERY_BROKER_URL"],
+            "SECRET_KEY": strong_key(),
+            "SERVE_SIMULATORS": "true",
+            "PORT": "8123",
+        },
+        tmp_path,
+    )
+
+    assert production["SERVE_SIMULATORS"] is False
+    assert production["PAYMENT_API_URL"] == "https://payments.example/v1"
+    assert embedded["SERVE_SIMULATORS"] is True
+    assert embedded["PAYMENT_API_URL"] == "http://127.0.0.1:8000/sim/payments"
+    assert (asked["SERVE_SIMULATORS"], asked["WAREHOUSE_API_URL"]) == (
+        True,
+        "http://127.0.0.1:8123/sim/warehouse",
+    )
