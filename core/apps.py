@@ -10,6 +10,7 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from core import checks  # noqa: F401  (registers the system checks)
         from core.schedules import ensure_periodic_tasks
 
         post_migrate.connect(

@@ -20,6 +20,9 @@ from inventory.types import (
     WarehouseUnavailable,
 )
 
+# 4xx answers that refuse nothing for good (timed out, too early, too many requests): each
+# says as little as no answer at all.
+TRY_AGAIN = frozenset({408, 425, 429})
 # The stock columns' range: a count of units fits a 32-bit integer, a version a 64-bit one.
 MAX_ON_HAND = 2**31 - 1
 MAX_VERSION = 2**63 - 1
@@ -120,6 +123,8 @@ class WarehouseClient(ServiceClient):
         """The answer's JSON object; a 4xx raises WarehouseRejected with the warehouse's
         error."""
         response = self._send(method, path, **kwargs)
+        if response.status_code in TRY_AGAIN:
+            raise WarehouseUnavailable(f"HTTP {response.status_code}: {response.text[:200]}")
         try:
             data = response.json()
         except ValueError as exc:

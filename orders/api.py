@@ -273,8 +273,9 @@ class OrderViewSet(
                 "when the warehouse answers that it has just shipped it."
             ),
             502: error_response(
-                "The payment service refused the refund (`refund_refused`); the order will not "
-                "ship and an operator settles it."
+                "The payment service refused the refund (`refund_refused`), or the warehouse "
+                "refused to cancel the shipment (`warehouse_refused`); the order will not ship "
+                "and an operator settles it."
             ),
             503: error_response(
                 "The warehouse (`warehouse_unavailable`) or the payment service "

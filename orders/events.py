@@ -189,11 +189,12 @@ def cancel_requested_event(*, order: Order, actor, via: str) -> bool:
         actor,
         via,
     )
+    by = actor.get_username() if actor else "the system"
     _log(
         order,
         E.CANCEL_REQUESTED,
-        f"Cancellation requested by {actor.get_username()} ({via}): the order is not pushed to "
-        "the warehouse any more.",
+        f"Cancellation requested by {by} ({via}): the order is not pushed to the warehouse any "
+        "more.",
         {"via": via},
         actor=actor,
     )
@@ -205,6 +206,8 @@ def cancel_stalled_event(*, order: Order, event: OrderEvent, error: str, actor=N
     answer, or the refund was refused); it goes on later."""
     reason = {
         E.CANCEL_SHIPMENT_UNANSWERED: "the warehouse did not answer",
+        E.CANCEL_SHIPMENT_REFUSED: "the warehouse refused to cancel the shipment; an operator "
+        "must look at it",
         E.CANCEL_REFUND_UNANSWERED: "the refund got no answer",
         E.CANCEL_REFUND_REFUSED: "the refund was refused; an operator must look at it",
     }[event]

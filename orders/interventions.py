@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import Conflict, DomainError
-from inventory.fulfilment import WarehouseUnavailable, shipment_cancel
+from inventory.fulfilment import WarehouseRejected, WarehouseUnavailable, shipment_cancel
 from orders import events
 from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
 from orders.models import Order, OrderEvent, OrderStatus
@@ -25,7 +25,7 @@ from payments.services import (
     PaymentRefused,
     payment_create,
     payment_lookup,
-    payment_refund,
+    payment_settle,
     payments_abandon,
 )
 
@@ -68,6 +68,15 @@ class WarehouseSilent(CancellationUnfinished):
         "The warehouse did not answer whether it has shipped the order, so it is not cancelled "
         "yet. It will not be pushed to the warehouse again, and its cancellation goes on by "
         "itself once the warehouse answers; you may also try again in a moment."
+    )
+
+
+class WarehouseRefusedCancel(DomainError):
+    code = "warehouse_refused"
+    status_code = 502
+    default_message = (
+        "The warehouse refused to cancel the shipment, so the order is not cancelled; it will "
+        "not ship either. An operator will look at it."
     )
 
 
@@ -144,8 +153,9 @@ def order_cancel_finish(*, order: Order, actor=None) -> None:
     warehouse asked never to ship it, the payment refunded, confirmed -> cancelled. Each step
     is safe to repeat, so the reconciler calls this for a cancellation left unfinished.
     Raises OrderNotCancellable when the warehouse has shipped (recorded: fulfilled),
-    WarehouseSilent or RefundUnavailable (503) when a call went unanswered, RefundRefused
-    (502); the order then stays confirmed and unshipped. Outside any transaction."""
+    WarehouseSilent or RefundUnavailable (503) when a call went unanswered, RefundRefused or
+    WarehouseRefusedCancel (502); the order then stays confirmed and unshipped. Outside any
+    transaction."""
     actor = actor or order.cancel_requested_by
     try:
         shipped = shipment_cancel(order_ref=str(order.uid))
@@ -154,6 +164,11 @@ def order_cancel_finish(*, order: Order, actor=None) -> None:
             order=order, event=E.CANCEL_SHIPMENT_UNANSWERED, error=str(exc), actor=actor
         )
         raise WarehouseSilent() from exc
+    except WarehouseRejected as exc:
+        events.cancel_stalled_event(
+            order=order, event=E.CANCEL_SHIPMENT_REFUSED, error=str(exc), actor=actor
+        )
+        raise WarehouseRefusedCancel() from exc
     if shipped is not None:
         order_fulfil(order=order, shipment=shipped)
         order.refresh_from_db(fields=["status"])
@@ -161,7 +176,7 @@ def order_cancel_finish(*, order: Order, actor=None) -> None:
         raise OrderNotCancellable(order, NOT_CANCELLABLE[S.FULFILLED])
     payment = order.payment
     try:
-        payment_refund(payment=payment)
+        payment_settle(payment=payment)  # a refund in doubt is looked up first
     except (PaymentInDoubt, PaymentRefused) as exc:
         unanswered = isinstance(exc, PaymentInDoubt)
         events.cancel_stalled_event(

@@ -55,6 +55,7 @@ class OrderEvent(models.TextChoices):
     SHIPPED_AFTER_CANCEL = "shipped_after_cancel", "shipped after cancel"
     CANCEL_REQUESTED = "cancel_requested", "cancellation requested"
     CANCEL_SHIPMENT_UNANSWERED = "cancel_shipment_unanswered", "cancellation: warehouse silent"
+    CANCEL_SHIPMENT_REFUSED = "cancel_shipment_refused", "cancellation: warehouse refused"
     CANCEL_REFUND_UNANSWERED = "cancel_refund_unanswered", "cancellation: refund unanswered"
     CANCEL_REFUND_REFUSED = "cancel_refund_refused", "cancellation: refund refused"
     CANCEL_REFUSED_SHIPPED = "cancel_refused_shipped", "cancellation refused: shipped"
@@ -110,7 +111,7 @@ class Order(models.Model):
         blank=True,
         related_name="+",
     )
-    cancel_requested_via = models.CharField(max_length=8, blank=True)
+    cancel_requested_via = models.CharField(max_length=16, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -162,6 +162,10 @@ def _reconcile_order(order: Order, *, now: datetime, report: ReconcileReport) ->
     if order.status == S.PENDING:
         _requeue(order, report, now)
     elif order.status == S.CONFIRMED:
+        if order.cancel_requested_at is None and order.payment.status != P.CAPTURED:
+            # A refund was asked for (a cancellation left unfinished before cancellations
+            # were requested first): it must not ship; that cancellation is finished.
+            events.cancel_requested_event(order=order, actor=None, via="reconciler")
         if order.cancel_requested_at is not None:
             _finish_cancellation(order, report)
         elif enqueue_order_fulfilment(order.pk):

@@ -112,7 +112,17 @@ def _reserve(order: Order) -> Step | None:
 
 def _pay(order: Order) -> Step | None:
     """None: go on with the order (confirmed now, or read again after it moved)."""
-    payment = payment_charge(payment=order.payment)
+    try:
+        payment = payment_charge(payment=order.payment)
+    except PaymentRefused as exc:
+        moved = order_fail(
+            order=order,
+            event=E.PAYMENT_ERROR,
+            source=S.RESERVED,
+            message="The payment service refused the charge request.",
+            data={"attempt": order.payment.attempts, "error": exc.message[:500]},
+        )
+        return DONE if moved else _again(order)
     if payment.status == P.CAPTURED:
         if order_confirm(order=order, payment=payment):
             return None  # confirmed: on to the warehouse
@@ -136,16 +146,10 @@ def _pay(order: Order) -> Step | None:
             },
         )
         return DONE if moved else _again(order)
-    if payment.status == P.NOT_CHARGED:
-        moved = order_fail(
-            order=order,
-            event=E.PAYMENT_ERROR,
-            source=S.RESERVED,
-            message="The payment service refused the charge request.",
-            data={"attempt": payment.attempts, "error": payment.last_error},
-        )
-        return DONE if moved else _again(order)
-    # No definitive answer (in doubt), or another worker's charge is on its way.
+    if payment.status in (P.REFUNDED, P.REFUND_IN_DOUBT):
+        return _again(order)  # settled for an order that no longer wants it: judge it again
+    # No definitive answer (in doubt, or "no charge yet" while another worker's request may be
+    # on its way): try again later.
     if payment.tries < settings.ORDER_PAYMENT_RETRY_MAX:
         delay = backoff_delay(
             max(payment.tries - 1, 0),

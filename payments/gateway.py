@@ -36,6 +36,8 @@ class PaymentGatewayRejected(Exception):
 # capture (409, as Stripe answers), too early (425), too many requests (429). Each says as
 # little about the charge as no answer at all.
 TRY_AGAIN = frozenset({408, 409, 425, 429})
+# What a charge can be, as far as we act on it; any other status says nothing final yet.
+CHARGE_STATUSES = frozenset({"captured", "declined", "refunded"})
 
 
 class PaymentGateway(ServiceClient):
@@ -71,13 +73,16 @@ class PaymentGateway(ServiceClient):
             raise PaymentGatewayRejected(f"HTTP {response.status_code}: {response.text[:200]}")
         try:
             data = response.json()
-            return ProviderCharge(
+            charge = ProviderCharge(
                 status=data["status"],
                 provider_reference=data["id"],
                 decline_reason=data.get("decline_reason"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PaymentGatewayUnavailable(f"unreadable answer: {response.text[:200]}") from exc
+        if charge.status not in CHARGE_STATUSES:  # e.g. "pending": says nothing final yet
+            raise PaymentGatewayUnavailable(f"charge status {charge.status!r}: not final")
+        return charge
 
 
 @lru_cache(maxsize=1)

@@ -147,12 +147,13 @@ def payment_charge(*, payment: Payment) -> Payment:
     """One try at settling the charge, counted in `tries` whatever comes of it. Charges at
     most once, whatever happens: every request carries the payment's idempotency key.
 
-    Returns the payment CAPTURED, DECLINED, NOT_CHARGED (the provider refused the request
-    itself: final), or IN_DOUBT (no definitive answer this time: try again later, never
-    assume either way). A payment that was charged before is first looked up by its key (an
-    earlier request may have captured although its answer was lost). A payment another
-    worker is charging right now, or one already settled, is returned as it is. Must run
-    outside a transaction.
+    Returns the payment as it now stands: CAPTURED or DECLINED, or anything else for "no
+    definitive answer this time" (in doubt, or another worker's request on its way): try
+    again later, never assume either way. Raises PaymentRefused when the provider refused
+    this very request outright (a 4xx that means no): nothing was charged, and it is final.
+    A payment that was charged before is first looked up by its key (an earlier request may
+    have captured although its answer was lost). A payment already settled is returned as
+    it is. Must run outside a transaction.
     """
     checkpoint("payment.charge.start", payment_id=payment.pk)
     if payment.status not in (S.PENDING, S.IN_DOUBT, S.NOT_CHARGED):
@@ -190,7 +191,7 @@ def payment_charge(*, payment: Payment) -> Payment:
             guard={"attempts": payment.attempts},
             last_error=str(exc)[:2000],
         )
-        return payment
+        raise PaymentRefused(f"The payment service refused the charge: {exc}") from exc
     checkpoint("payment.charge.answered", payment_id=payment.pk, status=charge.status)
     return _record_answer(payment, charge)
 
@@ -214,7 +215,21 @@ def payment_refund(*, payment: Payment) -> Payment:
         _record_error(payment, exc)
         raise PaymentInDoubt(str(exc)) from exc
     except PaymentGatewayRejected as exc:
-        _move(payment, to=before, allowed_from=(S.REFUND_IN_DOUBT,), last_error=str(exc)[:2000])
+        # Some providers refuse a repeated refund ("already refunded"): ask before believing
+        # that nothing was refunded.
+        try:
+            payment_lookup(payment=payment)
+        except PaymentInDoubt:
+            pass  # left REFUND_IN_DOUBT: whoever comes next asks again
+        else:
+            if payment.status == S.REFUNDED:
+                return payment
+            _move(
+                payment,
+                to=before,
+                allowed_from=(S.REFUND_IN_DOUBT,),
+                last_error=str(exc)[:2000],
+            )
         raise PaymentRefused(f"The payment service refused the refund: {exc}") from exc
     return _record_answer(payment, charge)
 
@@ -230,7 +245,7 @@ def payment_settle(*, payment: Payment) -> bool:
     if payment.status not in (S.CAPTURED, S.REFUND_IN_DOUBT):
         return False
     payment_refund(payment=payment)
-    return True
+    return payment.status == S.REFUNDED
 
 
 def payment_checked(*, payment: Payment, now: datetime) -> None:

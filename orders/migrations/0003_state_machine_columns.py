@@ -1,43 +1,11 @@
-"""What the workflow and the reconciler decide from becomes columns of the order, filled here
-once from the log (which nothing reads to decide from then on); the acting user of a log row
-becomes a foreign key, filled from the username earlier rows kept in their data."""
+"""What the workflow and the reconciler decide from becomes columns of the order (filled by
+the next migration from the log, which nothing reads to decide from then on); the acting user
+of a log row becomes a foreign key."""
 
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
-from django.db.models import Count, Max, Q
-
-OPEN = ["pending", "reserved", "confirmed"]
-
-
-def fill_from_logs(apps, schema_editor):
-    Order = apps.get_model("orders", "Order")
-    OrderLog = apps.get_model("orders", "OrderLog")
-    User = apps.get_model(*settings.AUTH_USER_MODEL.split("."))
-    for order in Order.objects.filter(status__in=OPEN).iterator(chunk_size=1000):
-        logs = OrderLog.objects.filter(order_id=order.pk)
-        reopened = logs.filter(event="retried").aggregate(last=Max("id"))["last"] or 0
-        since_reopen = logs.filter(id__gt=reopened)
-        facts = since_reopen.aggregate(
-            progressed=Max("created_at"),
-            reserved=Max("created_at", filter=Q(to_status="reserved")),
-            stock=Count("id", filter=Q(event="stock_retry")),
-            ship=Count("id", filter=Q(event="shipment_retry")),
-        )
-        Order.objects.filter(pk=order.pk).update(
-            progressed_at=facts["progressed"] or order.created_at,
-            reserved_at=facts["reserved"],
-            stock_attempts=facts["stock"],
-            ship_attempts=facts["ship"],
-        )
-    users = {}
-    for entry in OrderLog.objects.filter(data__has_key="by").iterator(chunk_size=1000):
-        name = entry.data.get("by")
-        if name not in users:
-            users[name] = User.objects.filter(username=name).values_list("pk", flat=True).first()
-        if users[name] is not None:
-            OrderLog.objects.filter(pk=entry.pk).update(actor_id=users[name])
 
 
 class Migration(migrations.Migration):
@@ -63,7 +31,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='order',
             name='cancel_requested_via',
-            field=models.CharField(blank=True, max_length=8),
+            field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
             model_name='order',
@@ -108,9 +76,8 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='orderlog',
             name='event',
-            field=models.CharField(choices=[('created', 'Created'), ('reserved', 'Reserved'), ('confirmed', 'Confirmed'), ('fulfilled', 'Fulfilled'), ('out_of_stock', 'failed: out of stock'), ('payment_declined', 'failed: payment declined'), ('payment_error', 'failed: payment error'), ('reservation_expired', 'failed: reservation expired'), ('cancelled', 'Cancelled'), ('retried', 'retried by an operator'), ('stock_retry', 'waiting for stock'), ('payment_retry', 'payment retry'), ('payment_in_doubt', 'payment in doubt'), ('payment_looked_up', 'payment looked up'), ('refunded', 'Refunded'), ('shipment_retry', 'shipment retry'), ('shipment_unanswered', 'shipment unanswered'), ('shipment_refused', 'shipment refused'), ('shipped_after_cancel', 'shipped after cancel'), ('cancel_requested', 'cancellation requested'), ('cancel_shipment_unanswered', 'cancellation: warehouse silent'), ('cancel_refund_unanswered', 'cancellation: refund unanswered'), ('cancel_refund_refused', 'cancellation: refund refused'), ('cancel_refused_shipped', 'cancellation refused: shipped'), ('requeued', 'processing published again'), ('fulfilment_repushed', 'pushed to the warehouse again'), ('reconcile_failed', 'reconciler failed on it')], max_length=48),
+            field=models.CharField(choices=[('created', 'Created'), ('reserved', 'Reserved'), ('confirmed', 'Confirmed'), ('fulfilled', 'Fulfilled'), ('out_of_stock', 'failed: out of stock'), ('payment_declined', 'failed: payment declined'), ('payment_error', 'failed: payment error'), ('reservation_expired', 'failed: reservation expired'), ('cancelled', 'Cancelled'), ('retried', 'retried by an operator'), ('stock_retry', 'waiting for stock'), ('payment_retry', 'payment retry'), ('payment_in_doubt', 'payment in doubt'), ('payment_looked_up', 'payment looked up'), ('refunded', 'Refunded'), ('shipment_retry', 'shipment retry'), ('shipment_unanswered', 'shipment unanswered'), ('shipment_refused', 'shipment refused'), ('shipped_after_cancel', 'shipped after cancel'), ('cancel_requested', 'cancellation requested'), ('cancel_shipment_unanswered', 'cancellation: warehouse silent'), ('cancel_shipment_refused', 'cancellation: warehouse refused'), ('cancel_refund_unanswered', 'cancellation: refund unanswered'), ('cancel_refund_refused', 'cancellation: refund refused'), ('cancel_refused_shipped', 'cancellation refused: shipped'), ('requeued', 'processing published again'), ('fulfilment_repushed', 'pushed to the warehouse again'), ('reconcile_failed', 'reconciler failed on it')], max_length=48),
         ),
-        migrations.RunPython(fill_from_logs, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name='order',
             index=models.Index(condition=models.Q(('status__in', ('pending', 'reserved', 'confirmed'))), fields=['progressed_at'], name='order_open_progress'),

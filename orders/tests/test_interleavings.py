@@ -28,7 +28,7 @@ from orders.tests.helpers import (
 from orders.workflow import order_process, order_ship
 from payments.gateway import get_gateway
 from payments.models import Payment
-from payments.services import payment_charge
+from payments.services import payment_charge, payment_lookup
 from tests.interleave import Inject, Pause, raise_
 from tests.processes import free_port, wait_for
 
@@ -468,3 +468,55 @@ def test_a_stale_charge_attempt_never_puts_a_captured_payment_back_in_doubt(
 
     # then: the payment is still captured
     assert Payment.objects.get(pk=order.payment_id).status == "captured"
+
+
+# --- found in the second read of the change -------------------------------------------------
+
+
+def test_a_lookup_saying_no_charge_yet_while_another_worker_charges_never_fails_the_order(
+    customer, payment_sim
+):
+    # given: worker A has read the payment as never charged and stands at its charge ...
+    order = reserved_order(customer)
+    key = order.payment.idempotency_key
+    with Pause("payment.charge.start", payment_id=order.payment_id) as starting:
+        worker_a = Background(lambda: order_process(order_id=order.pk))
+        starting.wait_reached()
+        # ... while worker B sends the first charge request, which the provider holds ...
+        payment_sim.configure(hold_charges=True)
+        worker_b = Background(lambda: order_process(order_id=order.pk))
+        wait_for(lambda: payment_sim.requests(key, "charge"), timeout=10, message="B's charge")
+        # ... and a lookup (the reconciler's, say) finds no charge yet
+        payment_lookup(payment=Payment.objects.get(pk=order.payment_id))
+        assert Payment.objects.get(pk=order.payment_id).status == "not_charged"
+
+    # when: A goes on (its claim loses to B's), then B's charge is answered
+    step_a = worker_a.result()
+    payment_sim.configure(hold_charges=False)
+    worker_b.result()
+
+    # then: "no charge yet" was no refusal: A waits, B's capture confirms the order
+    assert not step_a.done
+    assert not load(order.pk).logs.filter(event="payment_error").exists()
+    run_to_completion(order.pk)
+    assert load(order.pk).status == "confirmed"
+    assert payment_sim.charge(key)["status"] == "captured"
+
+
+def test_a_paid_order_whose_payment_a_cancellation_set_out_to_refund_is_cancelled_not_shipped(
+    customer, payment_sim, settings
+):
+    # given: a confirmed order whose payment is being refunded, with no cancellation on
+    # record (as an order caught mid-cancellation by the upgrade may be)
+    order = place_order(customer, (product_with_stock(5).id, 1))
+    run_to_completion(order.pk)
+    Payment.objects.filter(pk=load(order.pk).payment_id).update(status="refund_in_doubt")
+
+    # when
+    report = reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
+
+    # then: treated as the cancellation it is: refunded, cancelled, never pushed again
+    order = load(order.pk)
+    assert report.cancelled == 1 and report.repushed == 0
+    assert (order.status, order.payment.status) == ("cancelled", "refunded")
+    assert payment_sim.charge(order.payment.idempotency_key)["status"] == "refunded"
