@@ -251,6 +251,7 @@ def test_seeded_random_soak(
 OUTAGE_SECONDS = float(os.environ.get("FAULTS_PAYMENT_OUTAGE_SECONDS", "30"))
 
 
+@pytest.mark.timeout(OUTAGE_SECONDS + 240)
 def test_a_payment_service_outage_bounds_each_orders_charges_and_ends_every_order(
     fault_stack, customer_client, payment_sim, stocked_products, settings
 ):
