@@ -233,7 +233,8 @@ class Driver:
 
     def broker_idle(self) -> None:
         deadline = time.monotonic() + 30
-        while self.redis.llen("celery") or self.redis.hlen("unacked"):
+        queues = ("orders", "fulfilment", "sync", "maintenance")
+        while sum(self.redis.llen(q) for q in queues) or self.redis.hlen("unacked"):
             if time.monotonic() > deadline:
                 print(
                     "warning: the broker still holds messages from an earlier phase",

@@ -8,6 +8,7 @@ server. With the URLs set it is the production stack: PostgreSQL (psycopg 3) and
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 from orderproj.logs import logging_config
 
@@ -245,6 +246,23 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+# A queue per kind of work, so a long warehouse sync never delays orders and each kind can
+# have workers of its own (`celery worker -Q sync,maintenance`; README, "Dedicated
+# workers"). A worker started without -Q consumes them all, as `make run`'s does.
+CELERY_TASK_QUEUES = [
+    Queue("orders"),  # an order's processing: reserve, charge, confirm, first push
+    Queue("fulfilment"),  # pushes to the warehouse the first one did not get answered
+    Queue("sync"),  # the warehouse stock sync
+    Queue("maintenance"),  # the reconciler, the purge of old Idempotency-Keys
+]
+CELERY_TASK_DEFAULT_QUEUE = "orders"
+CELERY_TASK_ROUTES = {
+    "orders.process_order": {"queue": "orders"},
+    "orders.fulfil_order": {"queue": "fulfilment"},
+    "inventory.sync_warehouse": {"queue": "sync"},
+    "orders.reconcile": {"queue": "maintenance"},
+    "orders.purge_idempotency_keys": {"queue": "maintenance"},
+}
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_PREFETCH_MULTIPLIER", default=1)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)

@@ -197,14 +197,14 @@ class WorkerProcess(ChildProcess):
         wait_for(ready, timeout=timeout, interval=0.2, message="the Celery worker to be ready")
 
 
-def broker_idle(queue: str = "celery") -> bool:
-    """No message waiting in the Redis queue and none delivered but unacknowledged (with
-    acks_late a message stays in kombu's `unacked` hash until its task has finished)."""
+def broker_idle() -> bool:
+    """No message waiting in any queue and none delivered but unacknowledged (with acks_late
+    a message stays in kombu's `unacked` hash until its task has finished)."""
     from orderproj.celery import app
 
     with app.connection_for_write() as conn:
         client = conn.default_channel.client
-        return client.llen(queue) == 0 and client.hlen("unacked") == 0
+        return queue_length() == 0 and client.hlen("unacked") == 0
 
 
 class BeatProcess(ChildProcess):
@@ -214,8 +214,11 @@ class BeatProcess(ChildProcess):
         super().__init__(["beat", "--loglevel", "INFO", "--pidfile", ""], env, log_path=log_path)
 
 
-def queue_length(queue: str = "celery") -> int:
+def queue_length(queue: str | None = None) -> int:
+    """Messages waiting in one queue, or in all of them."""
     from orderproj.celery import app
 
+    names = [queue] if queue else [q.name for q in app.conf.task_queues]
     with app.connection_for_write() as conn:
-        return conn.default_channel.client.llen(queue)
+        client = conn.default_channel.client
+        return sum(client.llen(name) for name in names)

@@ -24,6 +24,22 @@ def test_compose_has_the_stack_services():
     assert {"postgres", "redis", "migrate", "web", "worker", "beat", "simulators"} <= set(services)
 
 
+def test_compose_workers_between_them_consume_every_queue():
+    """Each kind of work has its queue (settings.CELERY_TASK_QUEUES) and some worker
+    consuming it: orders on their own workers, the sync and maintenance on others."""
+    from django.conf import settings
+
+    consumed = {}
+    for name, service in compose()["services"].items():
+        args = command_of(service) if "command" in service else []
+        if args[:4] == ["celery", "-A", "orderproj", "worker"]:
+            consumed[name] = set(args[args.index("-Q") + 1].split(","))
+    assert consumed["worker"] == {"orders", "fulfilment"}
+    assert set().union(*consumed.values()) == {q.name for q in settings.CELERY_TASK_QUEUES}
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed == {q.name for q in settings.CELERY_TASK_QUEUES}
+
+
 def test_postgres_keeps_its_data_in_a_volume():
     spec = compose()
     volumes = spec["services"]["postgres"]["volumes"]

@@ -11,7 +11,7 @@ from orderproj.tests.helpers import scrape
 
 pytestmark = pytest.mark.django_db
 
-QUEUE = ("orderproj_celery_queue_length", (("queue", "celery"),))
+QUEUE = ("orderproj_celery_queue_length", (("queue", "orders"),))
 
 
 @pytest.fixture
@@ -26,8 +26,12 @@ def test_queue_length_counts_messages_waiting_in_the_broker(client, empty_queue)
 
     for order_id in (1, 2, 3):  # no worker runs in this module: they wait
         app.send_task("orders.process_order", args=[order_id])
+    app.send_task("orders.reconcile")
 
-    assert scrape(client)[QUEUE] == 3
+    metrics = scrape(client)
+    assert metrics[QUEUE] == 3  # each kind of work in its own queue
+    assert metrics[("orderproj_celery_queue_length", (("queue", "maintenance"),))] == 1
+    assert metrics[("orderproj_celery_queue_length", (("queue", "sync"),))] == 0
 
 
 def test_time_since_the_last_successful_sync(client):

@@ -77,4 +77,4 @@ def test_metrics_count_orders_by_outcome_and_the_workers_task_runs(
     )
     assert metrics[inf_bucket] == task_runs(metrics, PROCESS, "success")
     # and nothing is left waiting in the queue
-    assert metrics[("orderproj_celery_queue_length", (("queue", "celery"),))] == 0
+    assert metrics[("orderproj_celery_queue_length", (("queue", "orders"),))] == 0

@@ -108,7 +108,10 @@ class Stack:
         self.workdir = workdir
         self.workers: list[WorkerProcess] = []
         self.beats: list[BeatProcess] = []
-        self.control = Celery(broker=broker.url, set_as_current=False)
+        # Our queues (settings.CELERY_TASK_QUEUES), so that purge() empties every one of them.
+        self.control = Celery(set_as_current=False)
+        self.control.config_from_object("django.conf:settings", namespace="CELERY")
+        self.control.conf.broker_url = broker.url
 
     def start_worker(self, concurrency: int = 4) -> WorkerProcess:
         n = len(self.workers)
