@@ -14,6 +14,7 @@ __all__ = [
     "WarehouseUnavailable",
     "shipment_cancel",
     "shipment_push",
+    "shipments_push",
     "shipped_order_refs",
 ]
 
@@ -24,6 +25,15 @@ def shipment_push(*, order_ref: str, lines: list[tuple[str, int]]) -> Shipment:
     WarehouseUnavailable (no answer: it may have shipped) or WarehouseRejected (refused, with
     the warehouse's code: unknown_sku, insufficient_stock, order_cancelled, ...)."""
     return get_warehouse().ship(order_id=order_ref, lines=lines)
+
+
+def shipments_push(
+    *, shipments: list[tuple[str, list[tuple[str, int]]]]
+) -> dict[str, Shipment | WarehouseRejected]:
+    """Ship many orders (order ref, lines) in one request: each order ref's Shipment or its
+    refusal, each once whatever the retries. Raises WarehouseUnavailable when the warehouse
+    gives no answer (any of them may have shipped)."""
+    return get_warehouse().ship_many(shipments)
 
 
 def shipment_cancel(*, order_ref: str) -> Shipment | None:

@@ -2,8 +2,10 @@
 and locks the stock rows through `lock_objects`, so they compose with the order transition
 that belongs to them. None of them may make `available` negative."""
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -14,6 +16,8 @@ from core.errors import Conflict, DomainError
 from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import StockLevel
 from inventory.types import SkuLevel
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,50 @@ def stock_reserve(*, quantities: Mapping[int, int]) -> None:
     raise InsufficientStock(
         [Shortage(pid, q, max(available.get(pid, 0), 0)) for pid, q in sorted(short.items())]
     )
+
+
+@dataclass(frozen=True)
+class Allocation(Generic[K]):
+    reserved: list[K]  # the requests that got every line, in the order given
+    short: dict[K, list[Shortage]]  # the others, and which of their lines were short
+
+
+def stock_allocate(*, requests: Sequence[tuple[K, Mapping[int, int]]]) -> Allocation[K]:
+    """Reserve stock for as many of `requests` (key, quantities per product) as fit, first
+    come first served in the order given, each all its lines or none.
+
+    Two statements however many requests: the rows of every product asked for are locked
+    once, in ascending product id order, with their `available` read as locked; the
+    requests that fit are chosen here; one statement adds their units to `reserved` (guarded
+    on the locked rows again). Runs in the caller's transaction.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("stock transitions must run inside a transaction")
+    product_ids = sorted({pid for _, quantities in requests for pid in quantities})
+    available = dict(stock_levels_for_update(product_ids).values_list("product_id", "available"))
+    reserved: list[K] = []
+    short: dict[K, list[Shortage]] = {}
+    totals: dict[int, int] = defaultdict(int)
+    for key, quantities in requests:
+        lacking = [
+            Shortage(pid, q, max(available.get(pid, 0), 0))
+            for pid, q in sorted(quantities.items())
+            if available.get(pid, 0) < q
+        ]
+        if lacking:
+            short[key] = lacking
+            continue
+        reserved.append(key)
+        for pid, q in quantities.items():
+            available[pid] -= q
+            totals[pid] += q
+    changed = _change(
+        totals,
+        assignments="reserved = s.reserved + line.quantity",
+        guard="locked.available >= line.quantity",
+    )
+    _raise_unless_all(totals, changed, held="available")
+    return Allocation(reserved, short)
 
 
 def stock_release(*, quantities: Mapping[int, int]) -> None:

@@ -82,6 +82,36 @@ class WarehouseClient(ServiceClient):
         }
         return self._shipment(self._request("POST", "/shipments", json=body))
 
+    def ship_many(
+        self, shipments: list[tuple[str, list[tuple[str, int]]]]
+    ) -> dict[str, Shipment | WarehouseRejected]:
+        """Many shipments in one request (each idempotent by its order id, as ship's): each
+        order id's Shipment, or its refusal."""
+        body = {
+            "shipments": [
+                {"order_id": order_id, "lines": [{"sku": s, "quantity": q} for s, q in lines]}
+                for order_id, lines in shipments
+            ]
+        }
+        data = self._request("POST", "/shipments/batch", json=body)
+        results = data.get("results")
+        if not isinstance(results, list) or len(results) != len(shipments):
+            raise WarehouseUnavailable(f"unreadable batch answer: {data!r:.200}")
+        answers: dict[str, Shipment | WarehouseRejected] = {}
+        for result in results:
+            order_id = str(result.get("order_id")) if isinstance(result, dict) else ""
+            if result.get("status") == "shipped":
+                answers[order_id] = self._shipment(result.get("shipment"))
+            else:
+                error = result.get("error") if isinstance(result.get("error"), dict) else {}
+                answers[order_id] = WarehouseRejected(
+                    409,
+                    error.get("code", "rejected"),
+                    error.get("message", ""),
+                    error.get("details"),
+                )
+        return answers
+
     def get_shipment(self, *, order_id: str) -> Shipment | None:
         """The shipment the warehouse holds for the order; None if it holds none."""
         try:

@@ -313,6 +313,8 @@ WAREHOUSE_CONNECT_TIMEOUT = env.float("WAREHOUSE_CONNECT_TIMEOUT", default=2.0)
 WAREHOUSE_READ_TIMEOUT = env.float("WAREHOUSE_READ_TIMEOUT", default=10.0)
 PAYMENT_CONNECT_TIMEOUT = env.float("PAYMENT_CONNECT_TIMEOUT", default=2.0)
 PAYMENT_READ_TIMEOUT = env.float("PAYMENT_READ_TIMEOUT", default=5.0)
+# A batch's charge requests in flight at once (each on its own kept-alive connection).
+PAYMENT_BATCH_CONCURRENCY = env.int("PAYMENT_BATCH_CONCURRENCY", default=16)
 
 # --- Order workflow -----------------------------------------------------------------------
 ORDER_CURRENCY = env.str("ORDER_CURRENCY", default="USD")

@@ -11,8 +11,7 @@ it, keeps the order's columns in the same statement's transaction: a stock retry
 import logging
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
 from orders.models import Order, OrderEvent, OrderLog, OrderStatus
@@ -55,47 +54,101 @@ def _log(
     return entry
 
 
-@transaction.atomic
-def _count(order: Order, status: str, **columns) -> bool:
-    """Bump the order's counters (and progress) if it is still in `status`."""
+_COUNT_SQL = """
+UPDATE orders_order SET progressed_at = %s{counters}
+WHERE id IN ({ids}) AND status = %s
+RETURNING id{returned}
+"""
+
+
+def _count(orders: list[Order], status: str, counter: str | None = None) -> list[Order]:
+    """One statement: progress for those of `orders` still in `status`, and one more to
+    their `counter`; returns them, their instances updated."""
     now = timezone.now()
-    updated = Order.objects.filter(pk=order.pk, status=status).update(
-        progressed_at=now, **{name: F(name) + 1 for name in columns}
+    sql = _COUNT_SQL.format(
+        counters=f", {counter} = {counter} + 1" if counter else "",
+        ids=", ".join(["%s"] * len(orders)),
+        returned=f", {counter}" if counter else "",
     )
-    if updated:
-        order.progressed_at = now
-        for name in columns:
-            setattr(order, name, getattr(order, name) + 1)
-    return bool(updated)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [connection.ops.adapt_datetimefield_value(now), *(o.pk for o in orders), status],
+        )
+        counted = {row[0]: row[1:] for row in cursor.fetchall()}
+    for order in orders:
+        if order.pk in counted:
+            order.progressed_at = now
+            if counter:
+                setattr(order, counter, counted[order.pk][0])
+    return [order for order in orders if order.pk in counted]
+
+
+def _log_many(orders: list[Order], event: OrderEvent, entries: dict[int, tuple]) -> None:
+    """One insert: a log row per order, (message, data) from `entries`."""
+    OrderLog.objects.bulk_create(
+        [
+            OrderLog(
+                order=order,
+                event=event,
+                from_status=order.status,
+                to_status=order.status,
+                message=entries[order.pk][0],
+                data=entries[order.pk][1],
+            )
+            for order in orders
+        ]
+    )
+    for order in orders:
+        report_after_commit(order.pk, str(event), entries[order.pk][0])
 
 
 # --- the workflow ---------------------------------------------------------------------------
 
 
 @transaction.atomic
-def stock_retry_event(*, order: Order, shortages: list[dict], retry_in: float) -> None:
-    """Not enough stock: the order waits and tries again (counted in stock_attempts)."""
-    if _count(order, S.PENDING, stock_attempts=True):
-        _log(
-            order,
-            E.STOCK_RETRY,
-            f"Not enough stock; retry {order.stock_attempts} in {retry_in:.2f}s.",
-            {"attempt": order.stock_attempts, "shortages": shortages, "retry_in_seconds": retry_in},
-        )
+def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) -> list[Order]:
+    """Not enough stock: each order waits and tries again (counted in stock_attempts). Set-based;
+    returns those still pending, the ones logged."""
+    counted = _count(orders, S.PENDING, "stock_attempts")
+    _log_many(
+        counted,
+        E.STOCK_RETRY,
+        {
+            o.pk: (
+                f"Not enough stock; retry {o.stock_attempts} in {retry_in[o.pk]:.2f}s.",
+                {
+                    "attempt": o.stock_attempts,
+                    "shortages": shortages[o.pk],
+                    "retry_in_seconds": retry_in[o.pk],
+                },
+            )
+            for o in counted
+        },
+    )
+    return counted
 
 
 @transaction.atomic
-def payment_retry_event(*, order: Order, payment: Payment, retry_in: float) -> None:
-    """No definitive answer from the payment service: the order tries again later."""
-    now = timezone.now()
-    if Order.objects.filter(pk=order.pk, status=S.RESERVED).update(progressed_at=now):
-        order.progressed_at = now
-        _log(
-            order,
-            E.PAYMENT_RETRY,
-            f"No answer from the payment service; retry in {retry_in:.2f}s.",
-            {"try": payment.tries, "error": payment.last_error, "retry_in_seconds": retry_in},
-        )
+def payment_retry_events(*, orders: list[Order], retry_in: dict) -> list[Order]:
+    """No definitive answer from the payment service: each order tries again later."""
+    counted = _count(orders, S.RESERVED)
+    _log_many(
+        counted,
+        E.PAYMENT_RETRY,
+        {
+            o.pk: (
+                f"No answer from the payment service; retry in {retry_in[o.pk]:.2f}s.",
+                {
+                    "try": o.payment.tries,
+                    "error": o.payment.last_error,
+                    "retry_in_seconds": retry_in[o.pk],
+                },
+            )
+            for o in counted
+        },
+    )
+    return counted
 
 
 def payment_in_doubt_event(*, order: Order, payment: Payment) -> None:
@@ -132,15 +185,21 @@ def refunded_event(*, order: Order, payment: Payment, actor=None) -> None:
 
 
 @transaction.atomic
-def shipment_retry_event(*, order: Order, error: str, retry_in: float) -> None:
-    """The warehouse gave no answer: the push is tried again (counted in ship_attempts)."""
-    if _count(order, S.CONFIRMED, ship_attempts=True):
-        _log(
-            order,
-            E.SHIPMENT_RETRY,
-            f"No answer from the warehouse; retry in {retry_in:.2f}s.",
-            {"attempt": order.ship_attempts, "error": error, "retry_in_seconds": retry_in},
-        )
+def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) -> list[Order]:
+    """The warehouse gave no answer: each push is tried again (counted in ship_attempts)."""
+    counted = _count(orders, S.CONFIRMED, "ship_attempts")
+    _log_many(
+        counted,
+        E.SHIPMENT_RETRY,
+        {
+            o.pk: (
+                f"No answer from the warehouse; retry in {retry_in[o.pk]:.2f}s.",
+                {"attempt": o.ship_attempts, "error": error, "retry_in_seconds": retry_in[o.pk]},
+            )
+            for o in counted
+        },
+    )
+    return counted
 
 
 def shipment_unanswered_event(*, order: Order, error: str) -> None:

@@ -165,9 +165,16 @@ def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
         levels=levels,
     ):
         return True
+    record_shipped_after_cancel(order=order, shipment=shipment)
+    return False
+
+
+def record_shipped_after_cancel(*, order: Order, shipment: Shipment) -> None:
+    """A shipment whose fulfilment did not apply: if the order was cancelled meanwhile (which
+    the cancellation's question to the warehouse is there to prevent), it stays cancelled,
+    the warehouse's new levels are recorded and the event logged for an operator."""
     order.refresh_from_db(fields=["status", "failure_reason", "cancel_requested_at"])
     if order.status == S.CANCELLED:
         with transaction.atomic():
-            stock_apply_warehouse_levels(levels=levels.values())
+            stock_apply_warehouse_levels(levels=shipment.levels)
             events.shipped_after_cancel_event(order=order, shipment_id=shipment.shipment_id)
-    return False

@@ -25,6 +25,8 @@ from django.utils import timezone
 
 from core.errors import Conflict
 from inventory.services import (
+    Shortage,
+    stock_allocate,
     stock_confirm,
     stock_release,
     stock_release_committed,
@@ -73,6 +75,15 @@ FAILURE_REASONS = {
 }
 
 
+class Moved(list):
+    """The orders a transition moved (a list), and, for a reservation of several orders, the
+    shortages of those still pending that did not get their stock (`short`, by order id)."""
+
+    def __init__(self, orders=(), short: dict[int, list[Shortage]] | None = None):
+        super().__init__(orders)
+        self.short = short or {}
+
+
 class IllegalTransition(Conflict):
     code = "illegal_transition"
 
@@ -98,6 +109,24 @@ def _quantities(orders: list[Order]) -> dict[int, int]:
         for line in order.lines.all():
             total[line.product_id] += line.quantity
     return total
+
+
+def _allocate(orders: list[Order], source: str) -> tuple[list[Order], dict]:
+    """For a reservation of several orders: those still in `source` with the payment the
+    caller read (their rows locked, in id order) that get stock, first come first served by
+    id, each all its lines or none; and the shortages of the others."""
+    current = orders_for_update(order.pk for order in orders)
+    candidates = sorted(
+        (o for o in orders if current.get(o.pk) == (source, o.payment_id)), key=lambda o: o.pk
+    )
+    prefetch_related_objects(candidates, LINES_WITH_PRODUCTS)
+    allocation = stock_allocate(
+        requests=[
+            (o.pk, {line.product_id: line.quantity for line in o.lines.all()}) for o in candidates
+        ]
+    )
+    fit = set(allocation.reserved)
+    return [o for o in candidates if o.pk in fit], allocation.short
 
 
 def _stock_change(
@@ -156,8 +185,10 @@ def order_transition(
     actor=None,
     message: str = "",
     data: dict[str, Any] | None = None,
+    data_of: Mapping[int, dict[str, Any]] | None = None,
+    message_of: Mapping[int, str] | None = None,
     levels: Mapping[int, SkuLevel] | None = None,
-) -> list[Order]:
+) -> Moved:
     """Apply `event` to every order of `orders` that is still in `source` and still holds the
     payment the caller read (`order.payment_id`: a decision made for one payment, say a
     capture or a decline, never applies to an order an operator has since retried with
@@ -165,15 +196,18 @@ def order_transition(
     left as they are and their instances untouched: the caller reads them again to decide.
 
     In one transaction (the caller's, if one is open): the guarded UPDATE, the transition's
-    stock change over all moved orders at once (a reservation is all or nothing for the
-    set), the payments of failed or cancelled orders marked abandoned, one log row per order
-    (`actor`: who did it, None for the system). Raises IllegalTransition if the table has no
-    such transition, InsufficientStock when a reservation cannot be held (nothing changed).
-    Safe to run twice: a repeat finds the orders moved and moves none.
+    stock change over all moved orders at once, the payments of failed or cancelled orders
+    marked abandoned, one log row per order (`message` and `data`, or `message_of` and
+    `data_of` by order id; `actor`: who did it, None for the system). A reservation of one
+    order raises InsufficientStock when its stock cannot be held (nothing changed); of
+    several, each order gets all its lines or none, first come first served by id, and the
+    result's `short` names the others' missing lines. Raises IllegalTransition if the table
+    has no such transition. Safe to run twice: a repeat finds the orders moved and moves
+    none.
     """
     transition = transition_for(event, source)
     if not orders:
-        return []
+        return Moved()
     now = timezone.now()
     extra: dict[str, Any] = {}
     if transition.target == S.RESERVED:
@@ -182,14 +216,21 @@ def order_transition(
         extra.update(stock_attempts=0, ship_attempts=0, reserved_at=None)
     elif transition.event == E.FULFILLED:
         extra["cancel_requested_at"] = None  # shipped: any cancellation ends here
+    short: dict = {}
+    allocating = len(orders) > 1 and transition.target == S.RESERVED
     with transaction.atomic(savepoint=False):
-        if len(orders) > 1:
+        if allocating:
+            orders, short = _allocate(list(orders), source)  # their stock is reserved
+        elif len(orders) > 1:
             orders_for_update(order.pk for order in orders)
-        moved_ids = _guarded_update(transition, orders, now=now, extra=extra)
+        moved_ids = _guarded_update(transition, orders, now=now, extra=extra) if orders else ()
         moved = [order for order in orders if order.pk in moved_ids]
+        if allocating and len(moved) != len(orders):  # their rows are locked: cannot happen
+            raise RuntimeError("orders locked for their reservation moved meanwhile")
         if not moved:
-            return []
-        _stock_change(transition, moved, levels)
+            return Moved(short=short)
+        if not allocating:
+            _stock_change(transition, moved, levels)
         if transition.target in (S.FAILED, S.CANCELLED):
             payments_abandon(payment_ids=[order.payment_id for order in moved], now=now)
         OrderLog.objects.bulk_create(
@@ -199,8 +240,8 @@ def order_transition(
                     event=event,
                     from_status=transition.source,
                     to_status=transition.target,
-                    message=message,
-                    data=data or {},
+                    message=(message_of or {}).get(order.pk, message),
+                    data=(data_of or {}).get(order.pk, data or {}),
                     actor=actor,
                 )
                 for order in moved
@@ -213,7 +254,8 @@ def order_transition(
         for column, value in extra.items():
             setattr(order, column, value)
     for order in moved:
+        text = (message_of or {}).get(order.pk, message)
         report_after_commit(
-            order.pk, str(event), f"{transition.source} -> {transition.target} {message}"
+            order.pk, str(event), f"{transition.source} -> {transition.target} {text}"
         )
-    return moved
+    return Moved(moved, short=short)

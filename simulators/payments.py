@@ -103,7 +103,8 @@ CREATE TABLE IF NOT EXISTS charge_requests (
 );
 CREATE TABLE IF NOT EXISTS script (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
-    outcome TEXT NOT NULL
+    outcome TEXT NOT NULL,
+    idempotency_key TEXT  -- for this key only (NULL: the next new charge of any key)
 );
 -- Every request about a key, as the provider saw it arrive: what a test counts and times.
 CREATE TABLE IF NOT EXISTS request_log (
@@ -205,8 +206,14 @@ def fetch_charge(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
 
 
 def next_outcome(conn: sqlite3.Connection, config: dict[str, Any], key: str, n: int) -> Outcome:
-    """The head of the scripted queue if any (consumed), else the seeded roll."""
-    row = conn.execute("SELECT position, outcome FROM script ORDER BY position LIMIT 1").fetchone()
+    """The head of the scripted queue for this key if any, else of the queue for any key
+    (consumed), else the seeded roll."""
+    row = conn.execute(
+        "SELECT position, outcome FROM script"
+        " WHERE idempotency_key = ? OR idempotency_key IS NULL"
+        " ORDER BY idempotency_key IS NULL, position LIMIT 1",
+        (key,),
+    ).fetchone()
     if row is None:
         return roll_outcome(config, key, n)
     conn.execute("DELETE FROM script WHERE position = ?", (row[0],))
@@ -449,12 +456,20 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
 
     @app.post("/_control/script")
     def push_script() -> Response:
-        outcomes = json_body().get("outcomes")
+        data = json_body()
+        reject_unknown_fields(data, {"outcomes", "key"})
+        outcomes = data.get("outcomes")
         if not isinstance(outcomes, list) or any(o not in SCRIPTABLE_OUTCOMES for o in outcomes):
             raise bad_request(f"outcomes must be a list of {', '.join(SCRIPTABLE_OUTCOMES)}")
+        key = data.get("key")
+        if key is not None:
+            key = path_key(key, "key")
         conn = get_db()
         with write_transaction(conn):
-            conn.executemany("INSERT INTO script (outcome) VALUES (?)", [(o,) for o in outcomes])
+            conn.executemany(
+                "INSERT INTO script (outcome, idempotency_key) VALUES (?, ?)",
+                [(o, key) for o in outcomes],
+            )
             pending = [o for (o,) in conn.execute("SELECT outcome FROM script ORDER BY position")]
         return json_response({"pending": pending})
 

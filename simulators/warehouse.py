@@ -66,6 +66,7 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 MAX_STOCK_ITEMS = 200_000
 MAX_SHIPMENT_LINES = 1000
+MAX_BATCH = 500  # shipments per POST /shipments/batch
 MAX_SHRINK = 3
 
 SCHEMA = """
@@ -185,66 +186,86 @@ def shipment_create(
     Under the write lock the order id is checked before any stock is read, so concurrent
     pushes of one order ship it once; a repeat answers the stored answer with 200.
     """
-    lines_key = json.dumps(sorted(lines))
     with write_transaction(conn):
-        if conn.execute(
-            "SELECT 1 FROM cancelled_orders WHERE order_id = ?", (order_id,)
-        ).fetchone():
-            raise ApiError(409, "order_cancelled", f"order_id {order_id!r} was cancelled")
-        stored = conn.execute(
-            "SELECT lines_key, answer FROM shipments WHERE order_id = ?", (order_id,)
-        ).fetchone()
-        if stored is not None:
-            if stored[0] != lines_key:
-                message = f"order_id {order_id!r} was shipped with other lines"
-                raise ApiError(409, "order_id_reused", message)
-            return 200, json.loads(stored[1])
-        needed: dict[str, int] = {}
-        for sku, quantity in lines:
-            needed[sku] = needed.get(sku, 0) + quantity
-        stock = {
-            sku: (on_hand, version)
-            for sku, on_hand, version in conn.execute(
-                "SELECT sku, on_hand, version FROM skus"
-                f" WHERE sku IN ({', '.join('?' * len(needed))})",
-                list(needed),
-            )
-        }
-        unknown = sorted(set(needed) - set(stock))
-        if unknown:
-            raise ApiError(422, "unknown_sku", "unknown SKUs", {"skus": unknown})
-        short = [
-            {"sku": sku, "requested": quantity, "on_hand": stock[sku][0]}
-            for sku, quantity in needed.items()
-            if stock[sku][0] < quantity
-        ]
-        if short:
-            raise ApiError(409, "insufficient_stock", "not enough on hand", {"lines": short})
-        after = {
-            sku: (stock[sku][0] - quantity, stock[sku][1] + 1) for sku, quantity in needed.items()
-        }
-        conn.executemany(
-            "UPDATE skus SET on_hand = ?, version = ? WHERE sku = ?",
-            [(on_hand, version, sku) for sku, (on_hand, version) in after.items()],
+        return _ship(conn, order_id, lines)
+
+
+def shipments_create(
+    conn: sqlite3.Connection, shipments: list[tuple[str, list[Line]]]
+) -> list[dict[str, Any]]:
+    """Many shipments in one write transaction, each as shipment_create would make it (or
+    refuse it), independently of the others: a result per shipment, in order."""
+    results = []
+    with write_transaction(conn):
+        for order_id, lines in shipments:
+            try:
+                _, answer = _ship(conn, order_id, lines)
+            except ApiError as error:
+                body = {"code": error.code, "message": error.message}
+                if error.details:
+                    body["details"] = error.details
+                results.append({"order_id": order_id, "status": "refused", "error": body})
+            else:
+                results.append({"order_id": order_id, "status": "shipped", "shipment": answer})
+    return results
+
+
+def _ship(conn: sqlite3.Connection, order_id: str, lines: list[Line]) -> tuple[int, dict]:
+    """One shipment, in the caller's write transaction; refusals raise before any write."""
+    lines_key = json.dumps(sorted(lines))
+    if conn.execute("SELECT 1 FROM cancelled_orders WHERE order_id = ?", (order_id,)).fetchone():
+        raise ApiError(409, "order_cancelled", f"order_id {order_id!r} was cancelled")
+    stored = conn.execute(
+        "SELECT lines_key, answer FROM shipments WHERE order_id = ?", (order_id,)
+    ).fetchone()
+    if stored is not None:
+        if stored[0] != lines_key:
+            message = f"order_id {order_id!r} was shipped with other lines"
+            raise ApiError(409, "order_id_reused", message)
+        return 200, json.loads(stored[1])
+    needed: dict[str, int] = {}
+    for sku, quantity in lines:
+        needed[sku] = needed.get(sku, 0) + quantity
+    stock = {
+        sku: (on_hand, version)
+        for sku, on_hand, version in conn.execute(
+            f"SELECT sku, on_hand, version FROM skus WHERE sku IN ({', '.join('?' * len(needed))})",
+            list(needed),
         )
-        answer = {
-            "shipment_id": f"sh_{uuid.uuid4().hex}",
-            "order_id": order_id,
-            "lines": [
-                {
-                    "sku": sku,
-                    "quantity": quantity,
-                    "on_hand": after[sku][0],
-                    "version": after[sku][1],
-                }
-                for sku, quantity in lines
-            ],
-            "created_at": utc_now(),
-        }
-        conn.execute(
-            "INSERT INTO shipments (order_id, lines_key, answer) VALUES (?, ?, ?)",
-            (order_id, lines_key, json.dumps(answer)),
-        )
+    }
+    unknown = sorted(set(needed) - set(stock))
+    if unknown:
+        raise ApiError(422, "unknown_sku", "unknown SKUs", {"skus": unknown})
+    short = [
+        {"sku": sku, "requested": quantity, "on_hand": stock[sku][0]}
+        for sku, quantity in needed.items()
+        if stock[sku][0] < quantity
+    ]
+    if short:
+        raise ApiError(409, "insufficient_stock", "not enough on hand", {"lines": short})
+    after = {sku: (stock[sku][0] - quantity, stock[sku][1] + 1) for sku, quantity in needed.items()}
+    conn.executemany(
+        "UPDATE skus SET on_hand = ?, version = ? WHERE sku = ?",
+        [(on_hand, version, sku) for sku, (on_hand, version) in after.items()],
+    )
+    answer = {
+        "shipment_id": f"sh_{uuid.uuid4().hex}",
+        "order_id": order_id,
+        "lines": [
+            {
+                "sku": sku,
+                "quantity": quantity,
+                "on_hand": after[sku][0],
+                "version": after[sku][1],
+            }
+            for sku, quantity in lines
+        ],
+        "created_at": utc_now(),
+    }
+    conn.execute(
+        "INSERT INTO shipments (order_id, lines_key, answer) VALUES (?, ?, ?)",
+        (order_id, lines_key, json.dumps(answer)),
+    )
     return 201, answer
 
 
@@ -412,6 +433,21 @@ def create_app(
         serve_business_request(inject_errors=True)
         status, answer = shipment_create(get_db(), order_id, lines)
         return json_response(answer, status)
+
+    @app.post("/shipments/batch")
+    def create_shipments() -> Response:
+        """{"shipments": [{"order_id", "lines"}, ...]} (at most MAX_BATCH): each shipped or
+        refused on its own, as POST /shipments would; the results in the same order."""
+        data = json_body()
+        reject_unknown_fields(data, {"shipments"})
+        items = data.get("shipments")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise bad_request(f"shipments must be a list of 1 to {MAX_BATCH} shipments")
+        parsed = [parse_shipment(item) if isinstance(item, dict) else None for item in items]
+        if None in parsed:
+            raise bad_request("each shipment must be an object")
+        serve_business_request(inject_errors=True)
+        return json_response({"results": shipments_create(get_db(), parsed)})
 
     @app.post("/shipments/<order_id>/cancel")
     def cancel_shipment(order_id: str) -> Response:

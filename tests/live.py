@@ -58,10 +58,11 @@ class SimulatorControl:
 class PaymentSim(SimulatorControl):
     """Test-side handle on the payment simulator's control API."""
 
-    def script(self, *outcomes: str) -> None:
-        self.session.post(
-            f"{self.url}/_control/script", json={"outcomes": list(outcomes)}, timeout=5
-        ).raise_for_status()
+    def script(self, *outcomes: str, key: str | None = None) -> None:
+        """The next new charges' outcomes (of `key` only, if given): capture, decline,
+        error (503, nothing stored), timeout (captured, answered too late)."""
+        body = {"outcomes": list(outcomes), **({"key": key} if key else {})}
+        self.session.post(f"{self.url}/_control/script", json=body, timeout=5).raise_for_status()
 
     def fail_next(self, kind: str, status: int, times: int = 1, key: str | None = None) -> None:
         """The next `times` requests of `kind` (charge, lookup, refund), about `key` if given,

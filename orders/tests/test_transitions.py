@@ -12,7 +12,6 @@ from django.db import connection
 from django.utils import timezone
 
 from inventory.models import StockLevel
-from inventory.services import InsufficientStock
 from inventory.tests.factories import product_with_stock
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.reconciler import abandoned_payments_due, stuck_orders
@@ -48,16 +47,18 @@ def transitions_asked_for() -> list[tuple[str, str, str]]:
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-            if name not in {"order_transition", "order_fail"}:
+            if name not in {"order_transition", "order_fail", "_fail"}:
                 continue
             kwargs = {k.arg: k.value for k in node.keywords}
+            if name == "_fail":  # the workflow's: (orders, event, source, ...)
+                kwargs.update(zip(("orders", "event", "source"), node.args, strict=False))
             event = member(kwargs.get("event"), {"E", "OrderEvent"})
             source = member(kwargs.get("source"), {"S", "OrderStatus"})
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             if event:  # a source read from the order: any of the event's rows may apply
                 found.append((event, source or "*", where))
             else:  # a pass-through (event=event): its own callers are the ones checked
-                assert path.name in {"services.py", "transitions.py"}, where
+                assert path.name in {"services.py", "transitions.py", "workflow.py"}, where
     return found
 
 
@@ -129,7 +130,8 @@ def test_a_set_of_orders_moves_in_one_statement_and_only_those_still_in_the_sour
     # when: all three are reserved as a set, as the one decided for pending orders
     stale = [Order.objects.get(pk=o.pk) for o in orders]
     stale[0].status = OrderStatus.PENDING  # read before the first one moved
-    with django_assert_max_num_queries(7):  # lock, update, lines, stock, log rows (+ txn)
+    with django_assert_max_num_queries(8):  # orders locked, lines, stock locked and updated,
+        # orders updated, log rows, BEGIN and COMMIT
         moved = order_transition(
             orders=stale, event=OrderEvent.RESERVED, source=OrderStatus.PENDING
         )
@@ -144,16 +146,30 @@ def test_a_set_of_orders_moves_in_one_statement_and_only_those_still_in_the_sour
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.embedded
-def test_a_reservation_of_a_set_is_all_or_nothing(customer):
-    product = product_with_stock(3)
-    orders = [place_order(customer, (product.id, 2)) for _ in range(2)]
+def test_a_reservation_of_a_set_gives_each_order_all_its_lines_or_none_first_come_first_served(
+    customer,
+):
+    # given: 3 units of p1 and 2 of p2; A wants 2 + 1, B 1 of p1, C 5 of p2, D 1 of each
+    p1, p2 = product_with_stock(3), product_with_stock(2)
+    a = place_order(customer, (p1.id, 2), (p2.id, 1))
+    b = place_order(customer, (p1.id, 1))
+    c = place_order(customer, (p2.id, 5))
+    d = place_order(customer, (p1.id, 1), (p2.id, 1))
 
-    with pytest.raises(InsufficientStock):
-        order_transition(orders=orders, event=OrderEvent.RESERVED, source=OrderStatus.PENDING)
+    # when: all four are reserved as one set (listed in another order than they came)
+    moved = order_transition(
+        orders=[d, c, b, a], event=OrderEvent.RESERVED, source=OrderStatus.PENDING
+    )
 
-    assert set(Order.objects.values_list("status", flat=True)) == {"pending"}
-    assert StockLevel.objects.get(product=product).reserved == 0
-    assert not Order.objects.filter(logs__event="reserved").exists()
+    # then: A and B (first come) fit, C is short of p2, D (last) finds p1 gone
+    assert sorted(o.pk for o in moved) == [a.pk, b.pk]
+    assert set(moved.short) == {c.pk, d.pk}
+    assert [(x.product_id, x.requested, x.available) for x in moved.short[c.pk]] == [(p2.id, 5, 1)]
+    assert [x.product_id for x in moved.short[d.pk]] == [p1.id]
+    reserved = dict(StockLevel.objects.values_list("product_id", "reserved"))
+    assert reserved == {p1.id: 3, p2.id: 1}
+    statuses = dict(Order.objects.values_list("id", "status"))
+    assert statuses == {a.pk: "reserved", b.pk: "reserved", c.pk: "pending", d.pk: "pending"}
 
 
 @pytest.mark.django_db

@@ -460,3 +460,16 @@ def test_an_outage_answers_503_to_everything_and_stores_nothing(http, payment_ur
     assert http.get(f"{payment_url}/charges/before").json()["status"] == "captured"
     logged = http.get(f"{payment_url}/_control/requests").json()["results"]
     assert [r["kind"] for r in logged] == ["charge", "charge", "lookup", "refund", "lookup"]
+
+
+def test_a_script_for_one_key_applies_to_that_key_first(http, payment_url):
+    http.post(f"{payment_url}/_control/script", json={"outcomes": ["decline"], "key": "k2"})
+    http.post(f"{payment_url}/_control/script", json={"outcomes": ["error"]})
+
+    first = charge(http, payment_url, "k1")  # the any-key script
+    second = charge(http, payment_url, "k2")  # its own
+    third = charge(http, payment_url, "k1")  # nothing left: the rates (capture)
+
+    assert first.status_code == 503
+    assert second.json()["status"] == "declined"
+    assert third.json()["status"] == "captured"

@@ -435,3 +435,39 @@ def test_a_cancelled_order_is_never_shipped_and_a_shipped_one_cannot_be_cancelle
     # every shipment, paged
     page = http.get(f"{warehouse_url}/shipments", params={"limit": 10}).json()
     assert [s["order_id"] for s in page["results"]] == ["o-2"] and page["next_after"] is None
+
+
+def test_a_batch_of_shipments_ships_or_refuses_each_on_its_own(http, warehouse_url):
+    http.put(
+        f"{warehouse_url}/_control/stock",
+        json={"items": [{"sku": "A", "on_hand": 3}, {"sku": "B", "on_hand": 1}]},
+    )
+    http.post(f"{warehouse_url}/shipments/o-cancelled/cancel")
+    batch = [
+        {"order_id": "o-1", "lines": [{"sku": "A", "quantity": 2}]},
+        {"order_id": "o-2", "lines": [{"sku": "B", "quantity": 5}]},  # not enough
+        {"order_id": "o-3", "lines": [{"sku": "Z", "quantity": 1}]},  # unknown
+        {"order_id": "o-cancelled", "lines": [{"sku": "A", "quantity": 1}]},
+        {"order_id": "o-4", "lines": [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1}]},
+    ]
+
+    first = http.post(f"{warehouse_url}/shipments/batch", json={"shipments": batch}).json()
+    again = http.post(f"{warehouse_url}/shipments/batch", json={"shipments": batch}).json()
+
+    outcome = [
+        (r["order_id"], r["status"], r.get("error", {}).get("code")) for r in first["results"]
+    ]
+    assert outcome == [
+        ("o-1", "shipped", None),
+        ("o-2", "refused", "insufficient_stock"),
+        ("o-3", "refused", "unknown_sku"),
+        ("o-cancelled", "refused", "order_cancelled"),
+        ("o-4", "shipped", None),
+    ]
+    # idempotent per order: the same shipments answered, nothing shipped twice
+    assert [r.get("shipment") for r in again["results"]] == [
+        r.get("shipment") for r in first["results"]
+    ]
+    stock = {r["sku"]: r["on_hand"] for r in http.get(f"{warehouse_url}/stock").json()["results"]}
+    assert stock == {"A": 0, "B": 0}
+    assert http.post(f"{warehouse_url}/shipments/batch", json={"shipments": []}).status_code == 400
