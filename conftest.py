@@ -90,6 +90,9 @@ def _workflow_settings(settings, simulator_server):
 
     for name, value in WORKFLOW_TEST_SETTINGS.items():
         setattr(settings, name, value)
+    # Every wake-up is published here, so that tests may count them (the debounce has a test
+    # of its own; the worker processes the tests start keep it).
+    settings.ORDER_WAKE_DEBOUNCE_SECONDS = 0
     # Test users need no real password hashing (0.2 s each with the production hasher).
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PAYMENT_API_URL = simulator_server.payment_url

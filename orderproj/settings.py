@@ -190,8 +190,8 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# --- Cache (throttle counters) --------------------------------------------------------------
-# Shared by every web process: CACHE_URL, else the Redis of the broker, else process-local.
+# --- Cache (throttle counters, the wake-up debounce) -----------------------------------------
+# Shared by every process: CACHE_URL, else the Redis of the broker, else files in VAR_DIR.
 # The keys carry a prefix because with the default they live in the broker's Redis database
 # (so never call cache.clear() there: it would empty the broker's queues too).
 if env.str("CACHE_URL", default=""):
@@ -204,7 +204,12 @@ elif env.str("CELERY_BROKER_URL", default="").startswith(("redis://", "rediss://
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 CACHES["default"].setdefault("KEY_PREFIX", "orderproj-cache")
 
 # --- Celery -------------------------------------------------------------------------------
@@ -257,6 +262,7 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_TASK_ROUTES = {
+    "orders.process_ready": {"queue": "orders"},
     "orders.process_order": {"queue": "orders"},
     "orders.fulfil_order": {"queue": "fulfilment"},
     "inventory.sync_warehouse": {"queue": "sync"},
@@ -333,6 +339,17 @@ ORDER_PAYMENT_RETRY_MAX_DELAY = env.float("ORDER_PAYMENT_RETRY_MAX_DELAY", defau
 # Each delay is multiplied by a random factor in [1, 1 + jitter): retries spread out, and a
 # jitter below 1 keeps every delay longer than the one before.
 ORDER_RETRY_JITTER = env.float("ORDER_RETRY_JITTER", default=0.25)
+# Workers take up ready orders in batches (orders/claims.py): at most this many at a time,
+# each claimed for ORDER_CLAIM_SECONDS and renewed every third of it while the batch runs; a
+# worker that dies lets them go when its claim runs out, and the next wake-up (beat sends
+# one every ORDER_WAKE_INTERVAL_SECONDS) takes them up. A worker goes on with the next batch
+# until none is ready or ORDER_BATCH_TIME_BUDGET_SECONDS have passed, then hands over.
+ORDER_BATCH_SIZE = env.int("ORDER_BATCH_SIZE", default=100)
+ORDER_CLAIM_SECONDS = env.int("ORDER_CLAIM_SECONDS", default=30)
+ORDER_BATCH_TIME_BUDGET_SECONDS = env.int("ORDER_BATCH_TIME_BUDGET_SECONDS", default=30)
+ORDER_WAKE_INTERVAL_SECONDS = env.int("ORDER_WAKE_INTERVAL_SECONDS", default=10)
+# A burst of new orders wakes one worker, not one each, while a wake-up is on its way.
+ORDER_WAKE_DEBOUNCE_SECONDS = env.int("ORDER_WAKE_DEBOUNCE_SECONDS", default=2)
 
 # --- Warehouse sync and fulfilment ---------------------------------------------------------
 # The beat schedule is created with this interval on a fresh install; after that it is edited
@@ -390,6 +407,12 @@ PERIODIC_TASKS = {
         "every_seconds": RECONCILE_INTERVAL_SECONDS,
         "description": "Re-publish stuck orders, settle payments in doubt, expire reservations, "
         "refund late captures.",
+    },
+    "wake-order-workers": {
+        "task": "orders.process_ready",
+        "every_seconds": ORDER_WAKE_INTERVAL_SECONDS,
+        "description": "Take up ready orders nobody took up: those of a worker that died, "
+        "retries due.",
     },
     "purge-idempotency-keys": {
         "task": "orders.purge_idempotency_keys",

@@ -8,10 +8,14 @@ already committed, and the reconciler re-publishes work that makes no progress.
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
+
 from core.publisher import publisher
 
 logger = logging.getLogger(__name__)
 
+PROCESS_READY = "orders.process_ready"
 PROCESS_ORDER = "orders.process_order"
 FULFIL_ORDER = "orders.fulfil_order"
 PURGE_IDEMPOTENCY_KEYS = "orders.purge_idempotency_keys"
@@ -51,3 +55,29 @@ def enqueue_order_fulfilment(order_id: int, *, countdown: float | None = None) -
     """Publish the push of a confirmed order to the warehouse, to run `countdown` seconds
     from now if given (its retry budget is kept on the order)."""
     return publish(FULFIL_ORDER, args=[order_id], countdown=countdown, order_id=order_id)
+
+
+# Set while a wake-up is on its way to the workers, so that a burst of new orders publishes
+# one wake-up, not one each: the worker that takes it clears the key before it claims, so an
+# order committed after the claim started publishes the next one.
+WAKE_PENDING = "orders:wake-pending"
+
+
+def wake_order_workers(*, countdown: float | None = None) -> bool:
+    """Wake a worker to take up ready orders (orders.tasks.process_ready), now or in
+    `countdown` seconds. A wake-up now is not published when one is on its way already."""
+    if countdown is None:
+        try:
+            if not cache.add(WAKE_PENDING, 1, timeout=settings.ORDER_WAKE_DEBOUNCE_SECONDS):
+                return True
+        except Exception as exc:  # no cache (Redis away): publish anyway
+            logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+    return publish(PROCESS_READY, args=[], countdown=countdown)
+
+
+def wake_taken() -> None:
+    """A worker took the wake-up: the next new order wakes one again."""
+    try:
+        cache.delete(WAKE_PENDING)
+    except Exception as exc:
+        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)

@@ -9,6 +9,7 @@ it, keeps the order's columns in the same statement's transaction: a stock retry
 """
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -55,33 +56,43 @@ def _log(
 
 
 _COUNT_SQL = """
-UPDATE orders_order SET progressed_at = %s{counters}
+UPDATE orders_order SET progressed_at = %s, ready_at = CASE id {ready} END{counters}
 WHERE id IN ({ids}) AND status = %s
 RETURNING id{returned}
 """
 
 
-def _count(orders: list[Order], status: str, counter: str | None = None) -> list[Order]:
-    """One statement: progress for those of `orders` still in `status`, and one more to
-    their `counter`; returns them, their instances updated."""
+def _count(
+    orders: list[Order], status: str, retry_in: dict[int, float], counter: str | None = None
+) -> list[Order]:
+    """One statement, for those of `orders` still in `status`: progress, the time a worker
+    may take each up again (`retry_in` seconds from now), and one more to their `counter`;
+    returns them, their instances updated."""
     now = timezone.now()
+    when = connection.ops.adapt_datetimefield_value
+    ready = {o.pk: now + timedelta(seconds=retry_in[o.pk]) for o in orders}
     sql = _COUNT_SQL.format(
+        ready=" ".join(["WHEN %s THEN %s"] * len(orders)),
         counters=f", {counter} = {counter} + 1" if counter else "",
         ids=", ".join(["%s"] * len(orders)),
         returned=f", {counter}" if counter else "",
     )
+    params = [when(now), *(v for o in orders for v in (o.pk, when(ready[o.pk])))]
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [connection.ops.adapt_datetimefield_value(now), *(o.pk for o in orders), status],
-        )
+        cursor.execute(sql, [*params, *(o.pk for o in orders), status])
         counted = {row[0]: row[1:] for row in cursor.fetchall()}
     for order in orders:
         if order.pk in counted:
-            order.progressed_at = now
+            order.progressed_at, order.ready_at = now, ready[order.pk]
             if counter:
                 setattr(order, counter, counted[order.pk][0])
     return [order for order in orders if order.pk in counted]
+
+
+def _not_ready(order: Order) -> None:
+    """No worker step left for now: the reconciler (or an operator) takes it from here."""
+    Order.objects.filter(pk=order.pk).update(ready_at=None)
+    order.ready_at = None
 
 
 def _log_many(orders: list[Order], event: OrderEvent, entries: dict[int, tuple]) -> None:
@@ -110,7 +121,7 @@ def _log_many(orders: list[Order], event: OrderEvent, entries: dict[int, tuple])
 def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) -> list[Order]:
     """Not enough stock: each order waits and tries again (counted in stock_attempts). Set-based;
     returns those still pending, the ones logged."""
-    counted = _count(orders, S.PENDING, "stock_attempts")
+    counted = _count(orders, S.PENDING, retry_in, "stock_attempts")
     _log_many(
         counted,
         E.STOCK_RETRY,
@@ -132,7 +143,7 @@ def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) 
 @transaction.atomic
 def payment_retry_events(*, orders: list[Order], retry_in: dict) -> list[Order]:
     """No definitive answer from the payment service: each order tries again later."""
-    counted = _count(orders, S.RESERVED)
+    counted = _count(orders, S.RESERVED, retry_in)
     _log_many(
         counted,
         E.PAYMENT_RETRY,
@@ -151,8 +162,10 @@ def payment_retry_events(*, orders: list[Order], retry_in: dict) -> list[Order]:
     return counted
 
 
+@transaction.atomic
 def payment_in_doubt_event(*, order: Order, payment: Payment) -> None:
     """Out of retries without knowing: the reconciler looks the charge up from here on."""
+    _not_ready(order)
     _log(
         order,
         E.PAYMENT_IN_DOUBT,
@@ -187,7 +200,7 @@ def refunded_event(*, order: Order, payment: Payment, actor=None) -> None:
 @transaction.atomic
 def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) -> list[Order]:
     """The warehouse gave no answer: each push is tried again (counted in ship_attempts)."""
-    counted = _count(orders, S.CONFIRMED, "ship_attempts")
+    counted = _count(orders, S.CONFIRMED, retry_in, "ship_attempts")
     _log_many(
         counted,
         E.SHIPMENT_RETRY,
@@ -202,7 +215,9 @@ def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) ->
     return counted
 
 
+@transaction.atomic
 def shipment_unanswered_event(*, order: Order, error: str) -> None:
+    _not_ready(order)
     _log(
         order,
         E.SHIPMENT_UNANSWERED,
@@ -212,7 +227,9 @@ def shipment_unanswered_event(*, order: Order, error: str) -> None:
     )
 
 
+@transaction.atomic
 def shipment_refused_event(*, order: Order, code: str, message: str, details: dict) -> None:
+    _not_ready(order)
     _log(
         order,
         E.SHIPMENT_REFUSED,

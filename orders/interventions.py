@@ -15,7 +15,8 @@ from django.utils import timezone
 from core.errors import Conflict, DomainError
 from inventory.fulfilment import WarehouseRejected, WarehouseUnavailable, shipment_cancel
 from orders import events
-from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
+from orders.claims import orders_ready_now
+from orders.dispatch import enqueue_order_processing, wake_order_workers
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.services import order_fulfil
 from orders.transitions import order_transition
@@ -300,7 +301,7 @@ def order_retry(*, order: Order, actor) -> Order:
             },
         )
         payments_abandon(payment_ids=[previous.pk], now=now)
-        transaction.on_commit(lambda: enqueue_order_processing(order.pk))
+        transaction.on_commit(wake_order_workers)
     return order
 
 
@@ -316,14 +317,16 @@ class OrderNotConfirmed(Conflict):
 
 @transaction.atomic
 def order_repush_fulfilment(*, order: Order, actor) -> None:
-    """Publish a confirmed order's fulfilment again (after the commit), e.g. once the
-    warehouse's refusal was sorted out; logged with `actor`. Refused (OrderNotConfirmed)
-    for any other status, and for an order being cancelled. Safe to run twice: the warehouse
-    takes a shipment once per order and the fulfilled transition is guarded."""
+    """Push a confirmed order to the warehouse again (a worker woken after the commit takes
+    it up), e.g. once the warehouse's refusal was sorted out; logged with `actor`. Refused
+    (OrderNotConfirmed) for any other status, and for an order being cancelled. Safe to run
+    twice: the warehouse takes a shipment once per order and the fulfilled transition is
+    guarded."""
     order.status, order.cancel_requested_at = Order.objects.values_list(
         "status", "cancel_requested_at"
     ).get(pk=order.pk)
     if order.status != S.CONFIRMED or order.cancel_requested_at is not None:
         raise OrderNotConfirmed(order)
     events.fulfilment_repushed_event(order=order, actor=actor)
-    transaction.on_commit(lambda: enqueue_order_fulfilment(order.pk))
+    orders_ready_now([order.pk])
+    transaction.on_commit(wake_order_workers)

@@ -95,6 +95,19 @@ class Order(models.Model):
         default=timezone.now,
         help_text="Last progress of its processing: a transition, or a retry scheduled.",
     )
+    ready_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        default=timezone.now,
+        help_text="From when a worker may take it up (a retry waits until then); empty: no "
+        "worker step left (ended, or waiting on the reconciler or an operator).",
+    )
+    claimed_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A worker is processing it in a batch, until then at most (a worker that "
+        "dies lets it go when this passes).",
+    )
     reconciled_at = models.DateTimeField(
         null=True, blank=True, help_text="When the reconciler last looked at it."
     )
@@ -131,6 +144,12 @@ class Order(models.Model):
                 fields=["progressed_at"],
                 name="order_open_progress",
                 condition=Q(status__in=OPEN_STATUSES),
+            ),
+            # The orders a worker may take up now (orders/claims.py).
+            models.Index(
+                fields=["ready_at", "id"],
+                name="order_ready",
+                condition=Q(status__in=OPEN_STATUSES, ready_at__isnull=False),
             ),
         ]
         permissions = [("cancel_order", "Can cancel orders (refunding a captured payment)")]

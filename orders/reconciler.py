@@ -35,7 +35,8 @@ from core.checkpoints import checkpoint
 from core.errors import DomainError
 from core.leases import lease_acquire, lease_release
 from orders import events
-from orders.dispatch import enqueue_order_fulfilment, enqueue_order_processing
+from orders.claims import orders_ready_now
+from orders.dispatch import wake_order_workers
 from orders.interventions import order_cancel_finish
 from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderStatus
 from orders.services import order_confirm, order_fail
@@ -168,15 +169,18 @@ def _reconcile_order(order: Order, *, now: datetime, report: ReconcileReport) ->
             events.cancel_requested_event(order=order, actor=None, via="reconciler")
         if order.cancel_requested_at is not None:
             _finish_cancellation(order, report)
-        elif enqueue_order_fulfilment(order.pk):
-            events.fulfilment_repushed_event(order=order)
-            report.repushed += 1
+        else:
+            orders_ready_now([order.pk])
+            if wake_order_workers():
+                events.fulfilment_repushed_event(order=order)
+                report.repushed += 1
     else:
         _reconcile_reservation(order, now=now, report=report)
 
 
 def _requeue(order: Order, report: ReconcileReport, now: datetime) -> None:
-    if enqueue_order_processing(order.pk):
+    orders_ready_now([order.pk])
+    if wake_order_workers():
         idle = int((now - order.progressed_at).total_seconds())
         events.requeued_event(order=order, idle_seconds=idle)
         report.requeued += 1
@@ -213,7 +217,7 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
     if payment.status == P.CAPTURED:
         if order_confirm(order=order, payment=payment):
             report.confirmed += 1
-            enqueue_order_fulfilment(order.pk)
+            wake_order_workers()  # to ship it
     elif payment.status == P.DECLINED:
         if order_fail(
             order=order,

@@ -16,7 +16,7 @@ from core.errors import DomainError
 from inventory.fulfilment import Shipment
 from inventory.services import stock_apply_warehouse_levels
 from orders import events
-from orders.dispatch import enqueue_order_processing
+from orders.dispatch import wake_order_workers
 from orders.events import report_after_commit
 from orders.models import Order, OrderEvent, OrderLine, OrderLog, OrderStatus
 from orders.selectors import order_lines
@@ -89,7 +89,7 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         actor=customer,
     )
     report_after_commit(order.pk, E.CREATED, f"- -> pending {message}")
-    transaction.on_commit(lambda: enqueue_order_processing(order.pk))
+    transaction.on_commit(wake_order_workers)
     return order
 
 

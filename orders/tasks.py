@@ -1,13 +1,24 @@
 import logging
+import time
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from orders.dispatch import FULFIL_ORDER, PROCESS_ORDER, PURGE_IDEMPOTENCY_KEYS, RECONCILE
+from orders.claims import orders_held
+from orders.dispatch import (
+    FULFIL_ORDER,
+    PROCESS_ORDER,
+    PROCESS_READY,
+    PURGE_IDEMPOTENCY_KEYS,
+    RECONCILE,
+    wake_order_workers,
+    wake_taken,
+)
 from orders.idempotency import idempotency_key_purge
 from orders.models import Order
 from orders.reconciler import reconcile
-from orders.workflow import order_process, order_ship
+from orders.workflow import order_process, order_ship, orders_advance
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +34,39 @@ DATABASE_ERRORS = {
 }
 
 
-# The retry budgets are counted on the order and its payment (orders.workflow), so a task
-# re-published by the reconciler goes on with the budget where it was. `attempts_before` is
-# accepted and ignored: messages published before the budgets moved there still carry it.
+@shared_task(name=PROCESS_READY, **DATABASE_ERRORS)
+def process_ready() -> int:
+    """Take up ready orders, a batch at a time (orders/claims.py), and advance each batch
+    (orders.workflow.orders_advance), until none is ready or ORDER_BATCH_TIME_BUDGET_SECONDS
+    have passed; then, if some wait for a retry, wake a worker when the soonest is due.
+    Published by every new order (debounced), by each retry due, and by beat every
+    ORDER_WAKE_INTERVAL_SECONDS (which takes up the orders of a worker that died). Returns
+    how many orders it advanced."""
+    wake_taken()
+    deadline = time.monotonic() + settings.ORDER_BATCH_TIME_BUDGET_SECONDS
+    advanced, soonest = 0, None
+    while True:
+        with orders_held(
+            limit=settings.ORDER_BATCH_SIZE, seconds=settings.ORDER_CLAIM_SECONDS
+        ) as batch:
+            if not batch:
+                break
+            steps = orders_advance(batch)
+        advanced += len(batch)
+        waits = [step.retry_in for step in steps.values() if not step.done and step.retry_in]
+        soonest = min([*waits, *([soonest] if soonest is not None else [])], default=None)
+        if time.monotonic() >= deadline:
+            wake_order_workers()  # out of time, and orders may still be ready: hand over
+            break
+    if soonest is not None:
+        wake_order_workers(countdown=soonest)
+    return advanced
+
+
+# One order's tasks: a cancelled order whose charge may be on its way, and messages published
+# before the batches (they still come). The retry budgets are counted on the order and its
+# payment, so such a task goes on with the budget where it was; `attempts_before` is accepted
+# and ignored, as messages published earlier still carry it.
 
 
 @shared_task(bind=True, name=PROCESS_ORDER, **DATABASE_ERRORS)

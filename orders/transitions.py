@@ -36,7 +36,14 @@ from inventory.services import (
 from inventory.types import SkuLevel
 from orders.events import report_after_commit
 from orders.lock_objects import orders_for_update
-from orders.models import FailureReason, Order, OrderEvent, OrderLog, OrderStatus
+from orders.models import (
+    OPEN_STATUSES,
+    FailureReason,
+    Order,
+    OrderEvent,
+    OrderLog,
+    OrderStatus,
+)
 from orders.selectors import LINES_WITH_PRODUCTS
 from payments.services import payments_abandon
 
@@ -209,7 +216,8 @@ def order_transition(
     if not orders:
         return Moved()
     now = timezone.now()
-    extra: dict[str, Any] = {}
+    # A worker may take it up at once for its next step; an order that ended has none.
+    extra: dict[str, Any] = {"ready_at": now if transition.target in OPEN_STATUSES else None}
     if transition.target == S.RESERVED:
         extra["reserved_at"] = now
     elif transition.event == E.RETRIED:

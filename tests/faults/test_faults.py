@@ -65,6 +65,50 @@ def test_worker_killed_mid_payment_then_whole_worker_killed(
     figures.assert_clean()
 
 
+def test_a_worker_killed_mid_batch_leaves_its_orders_to_another_within_a_minute(
+    fault_stack, customer_client, payment_sim, stocked_products
+):
+    # given: twenty orders waiting, and no reconciler (the claims alone must bring them back)
+    set_schedule("reconcile-orders", enabled=False)
+    products = stocked_products(4, 100)
+    order_ids, _ = post_orders(customer_client, products, 20)
+    # a worker that takes them as one batch and sits in its charge requests (held by the
+    # payment service, with a read timeout longer than the hold)
+    payment_sim.configure(hold_charges=True)
+    fault_stack.env["PAYMENT_READ_TIMEOUT"] = "25"
+    worker = fault_stack.start_worker(concurrency=1)
+    fault_stack.start_beat()
+
+    def mid_batch() -> bool:
+        return (
+            Order.objects.filter(pk__in=order_ids, claimed_until__isnull=False).count() == 20
+            and Payment.objects.filter(order__pk__in=order_ids, status="in_doubt").count() == 20
+        )
+
+    wait_for(mid_batch, timeout=30, interval=0.05, message="the batch in its charge requests")
+    fault_stack.start_worker(concurrency=1)
+
+    # when: the first worker is killed mid-batch, and the payment service answers again
+    fault_stack.kill_worker(worker)
+    killed = time.monotonic()
+    payment_sim.configure(hold_charges=False)
+
+    # then: the other worker takes the orders up once the dead one's claim runs out
+    # (ORDER_CLAIM_SECONDS, 30) and the next wake-up comes (ORDER_WAKE_INTERVAL_SECONDS, 10)
+    assert settle(order_ids, timeout=60) == []
+    taken_up_within = time.monotonic() - killed
+    figures = figures_for(
+        "worker SIGKILL mid-batch, no reconciler",
+        order_ids,
+        faults=1,
+        payment_sim=payment_sim,
+        settle_within=0,
+    )
+    figures.notes["all_final_seconds_after_kill"] = round(taken_up_within, 1)
+    figures.assert_clean()
+    assert set(figures.notes["statuses"]) == {"fulfilled"}, figures
+
+
 def test_broker_stopped_then_hung_while_orders_are_posted(
     fault_stack, private_redis, customer_client, payment_sim, stocked_products
 ):

@@ -1,0 +1,208 @@
+"""Workers take up ready orders by claiming them in the database (orders/claims.py), and the
+broker's messages only wake them (orders.tasks.process_ready): which orders a claim takes,
+that claims made at once never overlap, that a dead worker's orders come back, and that a
+burst of new orders wakes one worker."""
+
+import threading
+import time
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from inventory.tests.factories import product_in_warehouse
+from orders.claims import orders_claim, orders_held, orders_ready_now
+from orders.dispatch import PROCESS_READY, wake_order_workers, wake_taken
+from orders.models import Order
+from orders.tasks import process_ready
+from orders.tests.helpers import place_order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def placed(customer, warehouse_sim):
+    """place(n): n new pending orders of one unit each, oldest first."""
+    product = product_in_warehouse(warehouse_sim, 1000)
+
+    def place(n: int) -> list[Order]:
+        return [place_order(customer, (product.id, 1)) for _ in range(n)]
+
+    return place
+
+
+def ids(orders) -> list[int]:
+    return [o.pk for o in orders]
+
+
+@pytest.mark.embedded
+def test_a_claim_takes_the_ready_orders_oldest_first_up_to_its_limit(placed):
+    # given: six orders, of which one waits for a retry, one is being cancelled, one ended
+    orders = placed(6)
+    waiting, cancelling, ended = orders[1], orders[3], orders[4]
+    Order.objects.filter(pk=waiting.pk).update(ready_at=timezone.now() + timedelta(minutes=1))
+    Order.objects.filter(pk=cancelling.pk).update(cancel_requested_at=timezone.now())
+    Order.objects.filter(pk=ended.pk).update(status="cancelled", ready_at=None)
+
+    # when: a worker holds two while another claims two
+    with orders_held(limit=2, seconds=30) as first:
+        second = orders_claim(limit=2, seconds=600)
+
+        # then: the ready ones, oldest first, each claimed once, loaded with their payments
+        assert ids(first) == [orders[0].pk, orders[2].pk]
+        assert ids(second) == [orders[5].pk]
+        assert all(o.payment.pk == o.payment_id for o in first + second)
+        assert orders_claim(limit=10, seconds=30) == []  # all held
+    # and the holder's are ready again once it is done; the waiting one once its time has come
+    assert ids(orders_claim(limit=10, seconds=600)) == [orders[0].pk, orders[2].pk]
+    later = timezone.now() + timedelta(minutes=2)
+    assert ids(orders_claim(limit=10, seconds=30, now=later)) == [waiting.pk]
+
+
+@pytest.mark.embedded
+def test_a_holder_renews_its_claim_while_it_works_and_keeps_off_orders_taken_from_it(placed):
+    # given: a worker holding three orders on a claim of 1.5 s (renewed every 0.5 s)
+    orders = placed(3)
+    with orders_held(limit=10, seconds=1.5) as batch:
+        first_until = Order.objects.get(pk=orders[0].pk).claimed_until
+
+        # when: its claim is renewed past the first one
+        deadline = time.monotonic() + 10
+        while Order.objects.get(pk=orders[0].pk).claimed_until <= first_until:
+            assert time.monotonic() < deadline, "the claim was not renewed"
+            time.sleep(0.05)
+
+        # then: nobody can take them after the first claim would have run out
+        assert orders_claim(limit=10, seconds=30, now=first_until + timedelta(seconds=0.1)) == []
+        # and an order re-pushed from under it (the reconciler) is another worker's now
+        orders_ready_now([orders[1].pk])
+        assert ids(orders_claim(limit=10, seconds=600)) == [orders[1].pk]
+        taken_until = Order.objects.get(pk=orders[1].pk).claimed_until
+
+    # and on leaving, the holder let its own go and left the taken one alone
+    assert ids(batch) == ids(orders)
+    held = dict(Order.objects.filter(pk__in=ids(orders)).values_list("pk", "claimed_until"))
+    assert held == {orders[0].pk: None, orders[1].pk: taken_until, orders[2].pk: None}
+
+
+@pytest.mark.embedded
+def test_the_orders_of_a_worker_that_died_are_taken_up_when_its_claim_runs_out(placed):
+    # given: orders claimed for 30 s by a worker that never releases them (it died)
+    orders = placed(3)
+    now = timezone.now()
+    assert ids(orders_claim(limit=10, seconds=30, now=now)) == ids(orders)
+
+    # then: nobody takes them while the claim runs, anybody once it has run out
+    assert orders_claim(limit=10, seconds=30, now=now + timedelta(seconds=29)) == []
+    assert ids(orders_claim(limit=10, seconds=30, now=now + timedelta(seconds=31))) == ids(orders)
+
+
+@pytest.mark.embedded
+def test_a_repush_makes_a_held_order_ready_at_once(placed):
+    orders = placed(2)
+    Order.objects.filter(pk=orders[0].pk).update(ready_at=timezone.now() + timedelta(hours=1))
+    assert ids(orders_claim(limit=10, seconds=600)) == [orders[1].pk]
+
+    orders_ready_now(ids(orders))
+
+    assert ids(orders_claim(limit=10, seconds=600)) == ids(orders)
+
+
+def test_claims_made_at_once_take_disjoint_orders_without_waiting_for_each_other(placed):
+    # given: six ready orders, and a worker whose claim of three is not committed yet
+    orders = placed(6)
+    claimed, done = threading.Event(), threading.Event()
+    held: list[int] = []
+
+    def other_worker():
+        try:
+            with transaction.atomic():
+                held.extend(ids(orders_claim(limit=3, seconds=30)))
+                claimed.set()
+                done.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert claimed.wait(timeout=30)
+        # when: this worker claims meanwhile (it would block on the other's row locks, then
+        # take the same rows, were they not skipped)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            mine = ids(orders_claim(limit=10, seconds=30))
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        done.set()
+        thread.join(timeout=30)
+
+    # then: each has its own, and together they have all
+    assert held == ids(orders[:3])
+    assert mine == ids(orders[3:])
+
+
+def test_a_burst_of_wakeups_publishes_one_until_a_worker_takes_it(settings):
+    settings.ORDER_WAKE_DEBOUNCE_SECONDS = 30
+    wake_taken()
+    with mock.patch("orders.dispatch.publish", return_value=True) as published:
+        for _ in range(10):
+            wake_order_workers()
+        assert [c.args[0] for c in published.call_args_list] == [PROCESS_READY]
+        wake_taken()  # a worker took it: the next order wakes one again
+        wake_order_workers()
+        # a wake-up for later (a retry's) is never held back
+        wake_order_workers(countdown=5)
+    assert [c.kwargs.get("countdown") for c in published.call_args_list] == [None, None, 5]
+    wake_taken()
+
+
+def test_a_worker_advances_the_ready_orders_and_wakes_one_for_the_soonest_retry(
+    placed, payment_sim, settings
+):
+    # given: three new orders, the payment service refusing one of them once (503)
+    orders = placed(3)
+    payment_sim.script("error", key=orders[1].payment.idempotency_key)
+    # not due again while the worker runs
+    settings.ORDER_PAYMENT_RETRY_BASE_SECONDS = settings.ORDER_PAYMENT_RETRY_MAX_DELAY = 30
+    settings.ORDER_BATCH_SIZE = 2  # two batches
+
+    # when: a worker is woken
+    with mock.patch("orders.dispatch.publish", return_value=True) as published:
+        advanced = process_ready()
+
+    # then: it took up all three; two ended, and it asked to be woken for the retry
+    assert advanced == 3
+    status = dict(Order.objects.filter(pk__in=ids(orders)).values_list("pk", "status"))
+    assert status == {
+        orders[0].pk: "fulfilled",
+        orders[1].pk: "reserved",
+        orders[2].pk: "fulfilled",
+    }
+    waiting = Order.objects.get(pk=orders[1].pk)
+    assert waiting.claimed_until is None and waiting.ready_at > timezone.now()
+    (wake,) = published.call_args_list
+    assert wake.args[0] == PROCESS_READY
+    due = (waiting.ready_at - timezone.now()).total_seconds()
+    assert wake.kwargs["countdown"] > 0 and abs(wake.kwargs["countdown"] - due) < 1.0
+
+
+def test_a_worker_out_of_time_hands_the_rest_over(placed, settings):
+    # given: a time budget that one batch uses up
+    orders = placed(3)
+    settings.ORDER_BATCH_SIZE, settings.ORDER_BATCH_TIME_BUDGET_SECONDS = 2, 0
+
+    with mock.patch("orders.dispatch.publish", return_value=True) as published:
+        advanced = process_ready()
+
+    # then: it did one batch, and woke another worker for the one left
+    assert advanced == 2
+    assert Order.objects.filter(pk__in=ids(orders), status="fulfilled").count() == 2
+    assert [(c.args[0], c.kwargs.get("countdown")) for c in published.call_args_list] == [
+        (PROCESS_READY, None)
+    ]
