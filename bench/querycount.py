@@ -14,7 +14,7 @@ adds its counts to Redis hashes in one round trip when it ends:
 - `bench:q:db_ms`   step -> wall time inside the database calls
 - `bench:q:sql:<step>` normalized SQL -> count
 
-A step is the task name (orders.process_order, orders.fulfil_order) or the web route
+A step is the task name (orders.process_ready, orders.fulfil_order, ...) or the web route
 (api_create for POST /api/orders/). Read them with `read_counts`.
 """
 
