@@ -13,6 +13,7 @@ from django.db import transaction
 
 from catalog.models import Product
 from core.errors import DomainError
+from core.inserts import Inserted, insert_together
 from inventory.fulfilment import Shipment
 from inventory.services import stock_apply_warehouse_levels
 from orders import events
@@ -22,7 +23,7 @@ from orders.models import Order, OrderEvent, OrderLine, OrderLog, OrderStatus
 from orders.selectors import order_lines
 from orders.transitions import order_transition
 from payments.models import Payment
-from payments.services import payment_create
+from payments.services import payment_new
 
 S = OrderStatus
 E = OrderEvent
@@ -40,11 +41,11 @@ class OrderItem:
     quantity: int
 
 
-@transaction.atomic
 def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
     """Persist an order, its lines (prices snapshotted), its pending payment and the first
-    log entry in one transaction; processing is enqueued after commit. Not idempotent by
-    itself (see the API's Idempotency-Key). Returns the order with its lines prefetched."""
+    log entry together: one statement on PostgreSQL, one transaction elsewhere
+    (core/inserts.py); workers are woken after commit. Not idempotent by itself (see the
+    API's Idempotency-Key). Returns the order with its lines prefetched."""
     product_ids = [item.product_id for item in items]
     products = {
         p.id: p
@@ -59,28 +60,21 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         )
     total = sum((products[i.product_id].price * i.quantity for i in items), Decimal("0.00"))
     order = Order(customer=customer, total=total, currency=settings.ORDER_CURRENCY)
-    # The payment names the order by its uid, set already: both rows go in without an update.
-    order.payment = payment_create(order_uid=order.uid, amount=total, currency=order.currency)
-    order.save()
-    lines = OrderLine.objects.bulk_create(
-        [
-            OrderLine(
-                order=order,
-                product=products[i.product_id],
-                quantity=i.quantity,
-                unit_price=products[i.product_id].price,
-            )
-            for i in sorted(items, key=lambda i: i.product_id)  # OrderLine.Meta.ordering
-        ]
-    )
-    # The order is returned as created, lines and products included, so that the caller can
-    # answer with it without reading back what it has just written.
-    prefetched = order.lines.all()
-    prefetched._result_cache, prefetched._prefetch_done = lines, True
-    order._prefetched_objects_cache = {"lines": prefetched}
+    # The payment names the order by its uid, set already; the order names the payment.
+    payment = payment_new(order_uid=order.uid, amount=total, currency=order.currency)
+    order.payment_id = Inserted(payment)
+    lines = [
+        OrderLine(
+            order_id=Inserted(order),
+            product=products[i.product_id],
+            quantity=i.quantity,
+            unit_price=products[i.product_id].price,
+        )
+        for i in sorted(items, key=lambda i: i.product_id)  # OrderLine.Meta.ordering
+    ]
     message = f"{len(items)} line(s), total {total} {order.currency}"
-    OrderLog.objects.create(
-        order=order,
+    log = OrderLog(
+        order_id=Inserted(order),
         event=E.CREATED,
         from_status="",
         to_status=S.PENDING,
@@ -88,6 +82,12 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         data={"lines": len(items), "total": str(total)},
         actor=customer,
     )
+    insert_together([payment], [order], lines, [log])
+    # The order is returned as created, lines and products included, so that the caller can
+    # answer with it without reading back what it has just written.
+    prefetched = order.lines.all()
+    prefetched._result_cache, prefetched._prefetch_done = lines, True
+    order._prefetched_objects_cache = {"lines": prefetched}
     report_after_commit(order.pk, E.CREATED, f"- -> pending {message}")
     transaction.on_commit(wake_order_workers)
     return order

@@ -43,10 +43,18 @@ class PaymentRefused(DomainError):
     status_code = 502
 
 
-def payment_create(*, order_uid: uuid.UUID, amount: Decimal, currency: str = "USD") -> Payment:
+def payment_new(*, order_uid: uuid.UUID, amount: Decimal, currency: str = "USD") -> Payment:
     """A pending payment of the order (by its uid), its idempotency key fixed for its whole
-    life. In the caller's transaction; the order row may be inserted after it."""
-    return Payment.objects.create(order_id=order_uid, amount=amount, currency=currency)
+    life; not saved yet (the order's creation inserts it with the order)."""
+    return Payment(order_id=order_uid, amount=amount, currency=currency)
+
+
+def payment_create(*, order_uid: uuid.UUID, amount: Decimal, currency: str = "USD") -> Payment:
+    """payment_new, saved in the caller's transaction; the order row may be inserted after
+    it."""
+    payment = payment_new(order_uid=order_uid, amount=amount, currency=currency)
+    payment.save(force_insert=True)
+    return payment
 
 
 def payments_abandon(*, payment_ids: Collection[int], now: datetime) -> None:

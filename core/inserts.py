@@ -1,0 +1,85 @@
+"""Rows that belong together, written in one statement.
+
+`insert_together(payments, orders, lines, logs)` inserts groups of new model instances, in
+order; a foreign key of a later group's row may name an earlier group's row by `Inserted(obj)`
+before either has a primary key. On PostgreSQL the groups go in as one statement, each
+group's INSERT a data-modifying CTE that the later ones select their keys from: one round
+trip, and atomic by itself. Elsewhere (SQLite) each group is a bulk insert, all in one
+transaction. Either way the values are those of a normal insert (Django's insert compiler:
+defaults, auto_now, field conversions), and afterwards every instance has its primary key and
+its `Inserted` keys are its related objects' keys (the relations cached), as after a save().
+"""
+
+from collections.abc import Sequence
+
+from django.db import connection, transaction
+from django.db.models import Expression, Model
+from django.db.models.sql import InsertQuery
+
+
+class Inserted(Expression):
+    """The primary key of `obj`, inserted by an earlier group of the same insert_together."""
+
+    def __init__(self, obj: Model):
+        super().__init__(output_field=obj._meta.pk)
+        self.obj = obj
+        self.alias: str | None = None  # its group's CTE, named by insert_together
+
+    def as_sql(self, compiler, connection):
+        column = connection.ops.quote_name(self.obj._meta.pk.column)
+        return f"(SELECT {column} FROM {self.alias})", []
+
+
+def insert_together(*groups: Sequence[Model]) -> None:
+    groups = [list(objs) for objs in groups if objs]
+    aliases = {id(obj): f"inserted_{n}" for n, objs in enumerate(groups) for obj in objs}
+    refs = list(_references(groups))
+    for _, _, ref in refs:
+        if id(ref.obj) not in aliases:
+            raise ValueError(f"{ref.obj!r} is not inserted before the rows naming it")
+        ref.alias = aliases[id(ref.obj)]
+    if connection.vendor == "postgresql":
+        _insert_as_one_statement(groups)
+    else:
+        with transaction.atomic():
+            for objs in groups:
+                for obj, field, ref in refs:
+                    if aliases[id(obj)] == aliases[id(objs[0])]:
+                        setattr(obj, field.attname, ref.obj.pk)  # inserted by now
+                type(objs[0]).objects.bulk_create(objs)
+    for obj, field, ref in refs:
+        setattr(obj, field.name if field.is_relation else field.attname, ref.obj)
+
+
+def _references(groups):
+    for objs in groups:
+        for obj in objs:
+            for field in obj._meta.concrete_fields:
+                value = obj.__dict__.get(field.attname)
+                if isinstance(value, Inserted):
+                    yield obj, field, value
+
+
+def _insert_as_one_statement(groups: list[list[Model]]) -> None:
+    ctes, params, selects = [], [], []
+    for n, objs in enumerate(groups):
+        meta = objs[0]._meta
+        fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
+        query = InsertQuery(type(objs[0]))
+        query.insert_values(fields, objs)
+        compiler = query.get_compiler(connection=connection)
+        compiler.returning_fields = [meta.pk]
+        [(sql, values)] = compiler.as_sql()
+        alias, pk = f"inserted_{n}", connection.ops.quote_name(meta.pk.column)
+        ctes.append(f"{alias} AS ({sql})")
+        params.extend(values)
+        selects.append(f"ARRAY(SELECT {pk} FROM {alias})")
+    sql = f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = cursor.fetchone()
+    for objs, pks in zip(groups, keys, strict=True):
+        # RETURNING gives a multi-row VALUES's rows in its order, as bulk_create relies on.
+        for obj, pk in zip(objs, pks, strict=True):
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, connection.alias
