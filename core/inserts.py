@@ -10,10 +10,11 @@ defaults, auto_now, field conversions), and afterwards every instance has its pr
 its `Inserted` keys are its related objects' keys (the relations cached), as after a save().
 """
 
+import functools
 from collections.abc import Sequence
 
 from django.db import connection, transaction
-from django.db.models import Expression, Model
+from django.db.models import Expression, Field, Model
 from django.db.models.sql import InsertQuery
 
 
@@ -63,17 +64,11 @@ def _references(groups):
 def _insert_as_one_statement(groups: list[list[Model]]) -> None:
     ctes, params, selects = [], [], []
     for n, objs in enumerate(groups):
-        meta = objs[0]._meta
-        fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
-        query = InsertQuery(type(objs[0]))
-        query.insert_values(fields, objs)
-        compiler = query.get_compiler(connection=connection)
-        compiler.returning_fields = [meta.pk]
-        [(sql, values)] = compiler.as_sql()
-        alias, pk = f"inserted_{n}", connection.ops.quote_name(meta.pk.column)
+        alias, meta = f"inserted_{n}", objs[0]._meta
+        sql, values = _insert_sql(objs) or _compiled_insert_sql(objs)
         ctes.append(f"{alias} AS ({sql})")
         params.extend(values)
-        selects.append(f"ARRAY(SELECT {pk} FROM {alias})")
+        selects.append(f"ARRAY(SELECT {connection.ops.quote_name(meta.pk.column)} FROM {alias})")
     sql = f"WITH {', '.join(ctes)} SELECT {', '.join(selects)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -83,3 +78,55 @@ def _insert_as_one_statement(groups: list[list[Model]]) -> None:
         for obj, pk in zip(objs, pks, strict=True):
             obj.pk = pk
             obj._state.adding, obj._state.db = False, connection.alias
+
+
+def _insertable(model: type[Model]) -> list[Field]:
+    meta = model._meta
+    return [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
+
+
+@functools.cache
+def _plain_insert(model: type[Model]) -> tuple[list[Field], str] | None:
+    """The columns and the head of a plain INSERT of the model, or None when a field renders
+    its own placeholder (a geometry, say): then only Django's insert compiler will do."""
+    fields = _insertable(model)
+    if any(hasattr(f, "get_placeholder") for f in fields):
+        return None
+    qn = connection.ops.quote_name
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)})"
+    return fields, head
+
+
+def _insert_sql(objs: list[Model]) -> tuple[str, list] | None:
+    """The group's INSERT ... RETURNING with the values Django's insert compiler would send
+    (each field's pre_save and get_db_prep_save), rendered directly: the compiler's general
+    machinery costs more CPU than the rest of an order's creation. None when a value is an
+    expression other than Inserted (a database default, say): the compiler renders those."""
+    plain = _plain_insert(type(objs[0]))
+    if plain is None:
+        return None
+    fields, head = plain
+    rows, params = [], []
+    for obj in objs:
+        marks = []
+        for field in fields:
+            value = field.pre_save(obj, add=True)
+            if isinstance(value, Inserted):
+                marks.append(value.as_sql(None, connection)[0])
+            elif hasattr(value, "resolve_expression"):
+                return None
+            else:
+                marks.append("%s")
+                params.append(field.get_db_prep_save(value, connection=connection))
+        rows.append(f"({', '.join(marks)})")
+    pk = connection.ops.quote_name(objs[0]._meta.pk.column)
+    return f"{head} VALUES {', '.join(rows)} RETURNING {pk}", params
+
+
+def _compiled_insert_sql(objs: list[Model]) -> tuple[str, tuple]:
+    query = InsertQuery(type(objs[0]))
+    query.insert_values(_insertable(type(objs[0])), objs)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = [objs[0]._meta.pk]
+    [(sql, values)] = compiler.as_sql()
+    return sql, values

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from core.api.filters import UtcIsoDateTimeFilter
 from core.api.schema import error_response
+from core.api.serializers import BuiltOnceModelSerializer
 from orders import idempotency, interventions, selectors, services
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 from orders.throttling import OrderCreateThrottle
@@ -57,7 +58,7 @@ class OrderCreateSerializer(serializers.Serializer):
         return [services.OrderItem(**item) for item in items]
 
 
-class OrderLineSerializer(serializers.ModelSerializer):
+class OrderLineSerializer(BuiltOnceModelSerializer):
     sku = serializers.CharField(source="product.sku", read_only=True)
     line_total = serializers.SerializerMethodField()
 
@@ -77,7 +78,7 @@ class PaymentSummarySerializer(serializers.Serializer):
     attempts = serializers.IntegerField()
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(BuiltOnceModelSerializer):
     failure_reason = serializers.ChoiceField(
         choices=FailureReason.choices,
         allow_blank=True,
@@ -113,7 +114,7 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrderLogSerializer(serializers.ModelSerializer):
+class OrderLogSerializer(BuiltOnceModelSerializer):
     actor = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,

@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection
+from django.db.models import Value
+from django.db.models.functions import Concat
 from django.test.utils import CaptureQueriesContext
 
 from core.inserts import Inserted, insert_together
@@ -82,3 +84,17 @@ def test_a_reference_to_a_row_not_inserted_before_is_refused(customer):
     with pytest.raises(ValueError, match="not inserted before"):
         insert_together([log])
     assert not OrderLog.objects.exists()
+
+
+def test_a_value_given_as_an_expression_goes_in_as_django_renders_it(customer):
+    # given an order whose log entry's message is an SQL expression
+    products = [product_with_stock(5)]
+    payment, order, lines, log = _rows(customer, products, quantities=[3])
+    log.message = Concat(Value("created with "), Value("an expression"))
+
+    # when they are inserted together
+    insert_together([payment], [order], lines, [log])
+
+    # then the expression was evaluated by the database, the other rows went in as usual
+    assert OrderLog.objects.get(pk=log.pk).message == "created with an expression"
+    assert OrderLine.objects.get(order=order).quantity == 3
