@@ -91,7 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-access-log", action="store_true")
     add("--workers", type=int, default=1, help="Celery worker processes")
     add("--worker-pool", default="prefork", choices=["prefork", "threads", "solo"])
-    add("--worker-concurrency", type=int, default=16, help="as docker-compose.yml runs it")
+    add(
+        "--worker-concurrency",
+        type=int,
+        default=os.cpu_count(),
+        help="processes per worker (default one per core, as docker-compose.yml runs it)",
+    )
     add("--sim-workers", type=int, default=2)
     add("--sim-threads", type=int, default=32)
     add("--log-level", default="INFO")

@@ -14,7 +14,7 @@ export WAREHOUSE_API_URL="${WAREHOUSE_API_URL:-http://127.0.0.1:${PORT}/sim/ware
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
 # Worker processes (README, "Running it reliably": sizing the workers).
 export WORKER_POOL="${WORKER_POOL:-prefork}"
-export WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-4}"
+export WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-2}"
 # Readable log lines for people (honcho prefixes each with its process); JSON elsewhere.
 export LOG_FORMAT="${LOG_FORMAT:-plain}"
 
