@@ -19,7 +19,8 @@ from django.db.models.sql import InsertQuery
 
 
 class Inserted(Expression):
-    """The primary key of `obj`, inserted by an earlier group of the same insert_together."""
+    """The primary key of `obj`, inserted by an earlier group of the same insert_together, a
+    group of one row."""
 
     def __init__(self, obj: Model):
         super().__init__(output_field=obj._meta.pk)
@@ -35,9 +36,12 @@ def insert_together(*groups: Sequence[Model]) -> None:
     groups = [list(objs) for objs in groups if objs]
     aliases = {id(obj): f"inserted_{n}" for n, objs in enumerate(groups) for obj in objs}
     refs = list(_references(groups))
+    sizes = {id(obj): len(objs) for objs in groups for obj in objs}
     for _, _, ref in refs:
         if id(ref.obj) not in aliases:
             raise ValueError(f"{ref.obj!r} is not inserted before the rows naming it")
+        if sizes[id(ref.obj)] != 1:  # its key is read back as the group's only row
+            raise ValueError(f"{ref.obj!r} is named by other rows: insert it in a group alone")
         ref.alias = aliases[id(ref.obj)]
     if connection.vendor == "postgresql":
         _insert_as_one_statement(groups)

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
+from core.checkpoints import checkpoint
 from orders.models import OPEN_STATUSES, Order
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def orders_claim(*, limit: int, seconds: float, now: datetime | None = None) -> 
     oldest first (one statement to claim, one to load). Autocommit: the claim is visible to
     every other worker at once."""
     now = now or timezone.now()
+    until = now + timedelta(seconds=seconds)
     when = connection.ops.adapt_datetimefield_value
     skip_locked = (
         " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
@@ -48,7 +50,7 @@ def orders_claim(*, limit: int, seconds: float, now: datetime | None = None) -> 
         statuses=", ".join(["%s"] * len(OPEN_STATUSES)), skip_locked=skip_locked
     )
     params = [
-        when(now + timedelta(seconds=seconds)),
+        when(until),
         *OPEN_STATUSES,
         when(now),
         when(now),
@@ -59,7 +61,13 @@ def orders_claim(*, limit: int, seconds: float, now: datetime | None = None) -> 
         ids = [pk for (pk,) in cursor.fetchall()]
     if not ids:
         return []
-    return list(Order.objects.select_related("payment").filter(pk__in=ids).order_by("pk"))
+    checkpoint("orders.claimed", order_ids=ids)
+    # Those still held by this claim: one re-pushed meanwhile (orders_ready_now) is not ours.
+    return list(
+        Order.objects.select_related("payment")
+        .filter(pk__in=ids, claimed_until=until)
+        .order_by("pk")
+    )
 
 
 @contextmanager
@@ -72,11 +80,12 @@ def orders_held(*, limit: int, seconds: float) -> Iterator[list[Order]]:
     Renewing and releasing only touch the orders whose claim is still the one this holder
     set: an order re-pushed meanwhile (orders_ready_now) or taken by another worker after a
     renewal failed is theirs, and stays so."""
-    batch = orders_claim(limit=limit, seconds=seconds)
+    now = timezone.now()
+    batch = orders_claim(limit=limit, seconds=seconds, now=now)
     if not batch:
         yield batch
         return
-    lease = _Lease([o.pk for o in batch], until=batch[0].claimed_until, seconds=seconds)
+    lease = _Lease([o.pk for o in batch], until=now + timedelta(seconds=seconds), seconds=seconds)
     lease.start()
     try:
         yield batch
@@ -97,13 +106,14 @@ class _Lease(threading.Thread):
                 until = timezone.now() + timedelta(seconds=self.seconds)
                 try:
                     self._set(until)
-                except DatabaseError as exc:  # the next renewal tries again
+                except DatabaseError as exc:
                     logger.warning(
                         "could not renew the claim on %s order(s) (%s: %s)",
                         len(self.ids),
                         type(exc).__name__,
                         exc,
                     )
+                    connection.close()  # the next renewal opens a new connection
                 else:
                     self.until = until
         finally:

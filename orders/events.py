@@ -227,6 +227,18 @@ def shipment_unanswered_event(*, order: Order, error: str) -> None:
     )
 
 
+def shipment_withheld_event(*, order: Order) -> None:
+    """A confirmed order whose payment is not captured is never pushed to the warehouse: no
+    worker takes it up again, and an operator is told (the error log line)."""
+    _not_ready(order)
+    logger.error(
+        "order %s is confirmed but its payment is %s: not pushed",
+        order.pk,
+        order.payment.status,
+        extra={"order_id": order.pk},
+    )
+
+
 @transaction.atomic
 def shipment_refused_event(*, order: Order, code: str, message: str, details: dict) -> None:
     _not_ready(order)

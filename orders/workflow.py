@@ -251,12 +251,7 @@ def _ship(orders: list[Order], steps: Steps, stale: list[Order]) -> None:
         if order.cancel_requested_at is not None:
             steps[order.pk] = DONE  # being cancelled: never pushed from now on
         elif order.payment.status != P.CAPTURED:
-            logger.error(
-                "order %s is confirmed but its payment is %s: not pushed",
-                order.pk,
-                order.payment.status,
-                extra={"order_id": order.pk},
-            )
+            events.shipment_withheld_event(order=order)
             steps[order.pk] = DONE
         else:
             ready.append(order)

@@ -98,3 +98,18 @@ def test_a_value_given_as_an_expression_goes_in_as_django_renders_it(customer):
     # then the expression was evaluated by the database, the other rows went in as usual
     assert OrderLog.objects.get(pk=log.pk).message == "created with an expression"
     assert OrderLine.objects.get(order=order).quantity == 3
+
+
+def test_a_row_named_by_others_must_be_inserted_in_a_group_alone(customer):
+    # given: two orders inserted as one group, and a log entry naming the second
+    first = Order(customer=customer, total=Decimal("1.00"))
+    second = Order(customer=customer, total=Decimal("2.00"))
+    payments = [Payment(order_id=o.uid, amount=o.total) for o in (first, second)]
+    first.payment_id, second.payment_id = Inserted(payments[0]), Inserted(payments[1])
+    log = OrderLog(order_id=Inserted(second), event="created", to_status="pending")
+
+    # when they are inserted, then it is refused before anything is written: the key of a
+    # row in a group of several cannot be told apart from its neighbours' in one statement
+    with pytest.raises(ValueError, match="in a group alone"):
+        insert_together([payments[0]], [payments[1]], [first, second], [log])
+    assert not Order.objects.exists() and not Payment.objects.exists()

@@ -12,12 +12,15 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from core.checkpoints import listening
 from inventory.tests.factories import product_in_warehouse
 from orders.claims import orders_claim, orders_held, orders_ready_now
 from orders.dispatch import PROCESS_READY, wake_order_workers, wake_taken
 from orders.models import Order
 from orders.tasks import process_ready
 from orders.tests.helpers import place_order
+from orders.workflow import orders_advance
+from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +111,69 @@ def test_a_repush_makes_a_held_order_ready_at_once(placed):
     orders_ready_now(ids(orders))
 
     assert ids(orders_claim(limit=10, seconds=600)) == ids(orders)
+
+
+@pytest.mark.embedded
+def test_an_order_re_pushed_between_a_claim_and_its_loading_is_left_to_the_next_claim(placed):
+    # given: three ready orders, one of which is re-pushed (by the reconciler or an operator)
+    # right after a worker's claim took it, before the worker loaded its batch
+    orders = placed(3)
+    pending = [orders[0].pk]
+
+    def repush(context):
+        if pending:
+            orders_ready_now([pending.pop()])
+
+    # when: the worker holds its batch while another worker claims
+    with listening("orders.claimed", repush), orders_held(limit=3, seconds=30) as batch:
+        # then: the re-pushed order is not in the batch, and the next claim takes it
+        assert ids(batch) == ids(orders[1:])
+        assert ids(orders_claim(limit=3, seconds=30)) == [orders[0].pk]
+        taken = Order.objects.get(pk=orders[0].pk).claimed_until
+    # and leaving releases the holder's own orders only
+    assert Order.objects.get(pk=orders[0].pk).claimed_until == taken
+    assert not Order.objects.filter(pk__in=ids(orders[1:]), claimed_until__isnull=False).exists()
+
+
+def test_a_holder_whose_connection_was_cut_renews_its_claim_on_a_new_one(placed):
+    # given: a worker holding an order, its claim renewed every half second
+    [order] = placed(1)
+
+    def claimed_until():
+        return Order.objects.values_list("claimed_until", flat=True).get(pk=order.pk)
+
+    with orders_held(limit=1, seconds=1.5):
+        first = claimed_until()
+        wait_for(lambda: claimed_until() != first, timeout=10, message="a first renewal")
+
+        # when: the renewing thread's database connection is cut (a restart, a proxy)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ' AND query LIKE \'UPDATE "orders_order" SET "claimed_until"%\''
+            )
+            assert cursor.fetchall(), "the renewing connection was not found"
+        cut = claimed_until()
+
+        # then: the claim is renewed again, on a new connection, before it runs out
+        wait_for(lambda: claimed_until() > cut, timeout=10, message="a renewal after the cut")
+
+
+@pytest.mark.embedded
+def test_a_confirmed_order_whose_payment_is_not_captured_is_not_taken_up_again(placed):
+    # given: a confirmed order whose payment is not captured (an operator's doing, say)
+    [order] = placed(1)
+    Order.objects.filter(pk=order.pk).update(status="confirmed")
+
+    # when: a worker takes it up
+    with orders_held(limit=10, seconds=30) as batch:
+        steps = orders_advance(batch)
+
+    # then: it is not pushed, and no worker claims it again (an operator settles it)
+    assert steps[order.pk].done
+    assert Order.objects.get(pk=order.pk).ready_at is None
+    assert orders_claim(limit=10, seconds=30) == []
 
 
 def test_claims_made_at_once_take_disjoint_orders_without_waiting_for_each_other(placed):
