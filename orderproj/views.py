@@ -1,11 +1,13 @@
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.errors import error_body
+from core.api.parsers import JSONParser
 from orderproj.health import health_report
 
 
@@ -49,6 +51,7 @@ class TokenView(ObtainAuthToken):
     """Exchange a username and password for the API token (`Authorization: Token <token>`)."""
 
     permission_classes = [AllowAny]
+    parser_classes = [FormParser, MultiPartParser, JSONParser]  # ours: a nesting limit
 
     @extend_schema(
         operation_id="auth_token_create",
