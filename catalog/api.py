@@ -4,6 +4,7 @@ from rest_framework import mixins, serializers, viewsets
 from catalog import selectors, services
 from catalog.filters import ProductFilter
 from catalog.models import Category, Product
+from core.api.lookups import Int64LookupMixin
 from core.api.permissions import IsStaffOrReadOnly
 from core.api.schema import error_response
 
@@ -49,7 +50,7 @@ class ProductSerializer(serializers.ModelSerializer):
         }
     )
 )
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(Int64LookupMixin, viewsets.ModelViewSet):
     """Products: anyone reads, staff write. Filter by `category`, `is_active`, `search`."""
 
     serializer_class = ProductSerializer
@@ -74,6 +75,7 @@ class ProductViewSet(viewsets.ModelViewSet):
 
 
 class CategoryViewSet(
+    Int64LookupMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,

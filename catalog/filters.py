@@ -2,10 +2,11 @@ import django_filters
 from django.db.models import Q
 
 from catalog.models import Category, Product
+from core.api.filters import Int64ModelMultipleChoiceFilter
 
 
 class ProductFilter(django_filters.FilterSet):
-    category = django_filters.ModelMultipleChoiceFilter(
+    category = Int64ModelMultipleChoiceFilter(
         field_name="categories",
         queryset=Category.objects.all(),
         distinct=True,

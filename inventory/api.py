@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAdminUser
 from catalog.api import ProductSerializer, ProductViewSet
 from catalog.filters import ProductFilter
 from catalog.models import Product
+from core.api.lookups import Int64LookupMixin
 from inventory.models import StockLevel
 from inventory.selectors import product_list_with_stock, stock_level_list
 
@@ -80,7 +81,9 @@ class StockLevelFilter(django_filters.FilterSet):
         fields = ["sku", "in_stock"]
 
 
-class StockLevelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class StockLevelViewSet(
+    Int64LookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """Stock levels for operators (staff only): the warehouse's on_hand and version, and the
     units our orders hold. Looked up by product id."""
 

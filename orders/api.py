@@ -11,6 +11,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from core.api.filters import UtcIsoDateTimeFilter
+from core.api.lookups import Int64LookupMixin
 from core.api.schema import error_response
 from core.api.serializers import BuiltOnceModelSerializer
 from orders import idempotency, interventions, selectors, services
@@ -203,6 +204,7 @@ def to_response(answer: idempotency.Answer, *, replayed: bool = False) -> HttpRe
 
 
 class OrderViewSet(
+    Int64LookupMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

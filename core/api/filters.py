@@ -24,3 +24,35 @@ class UtcIsoDateTimeField(IsoDateTimeField):
 
 class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
+
+
+# The range of the BIGINT ids (PostgreSQL's bigint, SQLite's INTEGER): a value past it names no
+# row, and SQLite cannot even be asked (Python raises OverflowError binding it).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def int64(value) -> int | None:
+    """The integer `value` spells if it is one within the ids' range; None otherwise."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+class Int64ModelMultipleChoiceField(filters.ModelMultipleChoiceFilter.field_class):
+    """Ids outside the 64-bit range are invalid choices (a 400, like an unknown id)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            if int64(pk) is None and str(pk).lstrip("-").isdigit():
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": pk},
+                )
+        return super()._check_values(value)
+
+
+class Int64ModelMultipleChoiceFilter(filters.ModelMultipleChoiceFilter):
+    field_class = Int64ModelMultipleChoiceField
