@@ -40,7 +40,9 @@ def make_run(tmp_path):
             marker.split("=")[0]: marker.split("=")[1],
         }
     )
-    log = (tmp_path / "make-run.log").open("w+")
+    # Appending: the processes write at the end whatever this test's reads do to the file
+    # offset they share with it (with "w+" a read could land their writes elsewhere).
+    log = (tmp_path / "make-run.log").open("a+")
     proc = subprocess.Popen(
         ["make", "run"],
         cwd=ROOT,
