@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PORT="${PORT:-8000}"
+# This machine only, unless told otherwise: the demo has well-known logins (admin/admin).
+export BIND_ADDRESS="${BIND_ADDRESS:-127.0.0.1}"
 export DJANGO_SETTINGS_MODULE=orderproj.settings
 # The demo serves the simulated payment service and warehouse under /sim/ unless told not to;
 # honcho gives each process its own PORT, so the clients are told the web's.

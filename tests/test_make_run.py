@@ -80,7 +80,9 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
     # when: it has started
     wait_for(healthy, timeout=120, interval=0.5, message="GET /api/health/ == 200")
 
-    # then: health reports both dependencies, the admin login answers, all roles are running
+    # then: it listens on this machine only (its demo logins are public knowledge)
+    assert f"Listening at: http://127.0.0.1:{port} " in log_text(log), log_text(log)[-3000:]
+    # and health reports both dependencies, the admin login answers, all roles are running
     health = requests.get(f"{base}/api/health/", timeout=5).json()
     assert health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
     admin = requests.get(f"{base}/admin/login/", timeout=5)
