@@ -48,8 +48,9 @@ def insert_together(*groups: Sequence[Model]) -> None:
     else:
         with transaction.atomic():
             for objs in groups:
+                members = {id(obj) for obj in objs}
                 for obj, field, ref in refs:
-                    if aliases[id(obj)] == aliases[id(objs[0])]:
+                    if id(obj) in members:
                         setattr(obj, field.attname, ref.obj.pk)  # inserted by now
                 type(objs[0]).objects.bulk_create(objs)
     for obj, field, ref in refs:

@@ -44,7 +44,7 @@ def process_ready() -> int:
     how many orders it advanced."""
     wake_taken()
     deadline = time.monotonic() + settings.ORDER_BATCH_TIME_BUDGET_SECONDS
-    advanced, soonest = 0, None
+    advanced, waits = 0, []
     while True:
         with orders_held(
             limit=settings.ORDER_BATCH_SIZE, seconds=settings.ORDER_CLAIM_SECONDS
@@ -53,13 +53,12 @@ def process_ready() -> int:
                 break
             steps = orders_advance(batch)
         advanced += len(batch)
-        waits = [step.retry_in for step in steps.values() if not step.done and step.retry_in]
-        soonest = min([*waits, *([soonest] if soonest is not None else [])], default=None)
+        waits += [step.retry_in for step in steps.values() if not step.done and step.retry_in]
         if time.monotonic() >= deadline:
             wake_order_workers()  # out of time, and orders may still be ready: hand over
             break
-    if soonest is not None:
-        wake_order_workers(countdown=soonest)
+    if waits:
+        wake_order_workers(countdown=min(waits))
     return advanced
 
 

@@ -31,13 +31,14 @@ class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def int64(value) -> int | None:
-    """The integer `value` spells if it is one within the ids' range; None otherwise."""
+def past_int64(value) -> bool:
+    """Whether `value` spells an integer outside the ids' range (one that names no row). Not
+    an integer at all: False, left to the caller's own checks."""
     try:
         number = int(value)
     except (TypeError, ValueError):
-        return None
-    return number if INT64_MIN <= number <= INT64_MAX else None
+        return False
+    return not INT64_MIN <= number <= INT64_MAX
 
 
 class Int64ModelMultipleChoiceField(filters.ModelMultipleChoiceFilter.field_class):
@@ -45,7 +46,7 @@ class Int64ModelMultipleChoiceField(filters.ModelMultipleChoiceFilter.field_clas
 
     def _check_values(self, value):
         for pk in value:
-            if int64(pk) is None and str(pk).lstrip("-").isdigit():
+            if past_int64(pk):
                 raise forms.ValidationError(
                     self.error_messages["invalid_choice"],
                     code="invalid_choice",

@@ -1,6 +1,6 @@
 from django.http import Http404
 
-from core.api.filters import INT64_MAX, INT64_MIN
+from core.api.filters import past_int64
 
 
 # For viewsets looked up by a BIGINT id: an id past the 64-bit range names nothing, so it is a
@@ -9,11 +9,6 @@ from core.api.filters import INT64_MAX, INT64_MIN
 # would describe a viewset without a docstring of its own by this one.
 class Int64LookupMixin:
     def get_object(self):
-        value = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            number = 0
-        if not INT64_MIN <= number <= INT64_MAX:
+        if past_int64(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)):
             raise Http404
         return super().get_object()
