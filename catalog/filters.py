@@ -2,7 +2,7 @@ import django_filters
 from django.db.models import Q
 
 from catalog.models import Category, Product
-from core.api.filters import Int64ModelMultipleChoiceFilter
+from core.api.filters import Int64ModelMultipleChoiceFilter, StrictBooleanFilter
 
 
 class ProductFilter(django_filters.FilterSet):
@@ -12,7 +12,7 @@ class ProductFilter(django_filters.FilterSet):
         distinct=True,
         help_text="Category id; repeat to match any of several.",
     )
-    is_active = django_filters.BooleanFilter()
+    is_active = StrictBooleanFilter()
     search = django_filters.CharFilter(method="filter_search", help_text="SKU or name contains.")
 
     class Meta:

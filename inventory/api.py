@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAdminUser
 from catalog.api import ProductSerializer, ProductViewSet
 from catalog.filters import ProductFilter
 from catalog.models import Product
+from core.api.filters import StrictBooleanFilter
 from core.api.lookups import Int64LookupMixin
 from inventory.models import StockLevel
 from inventory.selectors import product_list_with_stock, stock_level_list
@@ -34,7 +35,7 @@ def filter_in_stock(queryset, name, value):
 
 
 class ProductWithStockFilter(ProductFilter):
-    in_stock = django_filters.BooleanFilter(
+    in_stock = StrictBooleanFilter(
         method=filter_in_stock, help_text="Only products with available > 0."
     )
 
@@ -72,7 +73,7 @@ class StockLevelSerializer(serializers.ModelSerializer):
 
 class StockLevelFilter(django_filters.FilterSet):
     sku = django_filters.CharFilter(field_name="product__sku", help_text="Exact SKU.")
-    in_stock = django_filters.BooleanFilter(
+    in_stock = StrictBooleanFilter(
         method=filter_in_stock, help_text="Only rows with available > 0 (false: <= 0)."
     )
 

@@ -5,6 +5,8 @@ from datetime import UTC
 from django import forms
 from django_filters import rest_framework as filters
 from django_filters.fields import IsoDateTimeField
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -57,3 +59,50 @@ class Int64ModelMultipleChoiceField(filters.ModelMultipleChoiceFilter.field_clas
 
 class Int64ModelMultipleChoiceFilter(filters.ModelMultipleChoiceFilter):
     field_class = Int64ModelMultipleChoiceField
+
+
+class StrictBooleanField(forms.NullBooleanField):
+    """`true`/`false` (or `1`/`0`, any case); anything else is a 400, where Django's
+    NullBooleanField would read it as "no filter" and answer everything."""
+
+    default_error_messages = {"invalid": "Enter true or false."}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        spelled = str(value).strip().lower()
+        if spelled in ("true", "1"):
+            return True
+        if spelled in ("false", "0"):
+            return False
+        raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+
+
+class StrictBooleanFilter(filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.TextInput)  # the value as sent, for the field to judge
+        super().__init__(*args, **kwargs)
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """`ordering` naming a field the list cannot be sorted by is a 400 listing the ones it
+    can, where DRF would drop the term and answer in the default order."""
+
+    def remove_invalid_fields(self, queryset, fields, view, request):
+        valid = super().remove_invalid_fields(queryset, fields, view, request)
+        if len(valid) == len(fields) or getattr(view, "detail", False):  # one object: no order
+            return valid
+        choices = sorted(
+            name for name, _ in self.get_valid_fields(queryset, view, {"request": request})
+        )
+        unknown = [term for term in fields if term not in valid]
+        raise ValidationError(
+            {
+                self.ordering_param: [
+                    f"Cannot order by {', '.join(repr(t) for t in unknown)}; choose from "
+                    f"{', '.join(choices)}, each optionally prefixed with '-' for descending."
+                ]
+            }
+        )

@@ -87,7 +87,10 @@ class AutoSchema(openapi.AutoSchema):
         view, method = self.view, self.method.upper()
         statuses = set()
         has_body = method in ("POST", "PUT", "PATCH") and self.get_request_serializer()
-        if has_body or getattr(view, "filterset_class", None):
+        paginated = getattr(view, "paginator", None) is not None
+        a_list = method == "GET" and self._is_list_view()
+        # a list's query parameters (filters, ordering, page_size) are checked too
+        if has_body or getattr(view, "filterset_class", None) or (a_list and paginated):
             statuses.add(400)
         if has_body:
             statuses.add(415)
@@ -101,8 +104,7 @@ class AutoSchema(openapi.AutoSchema):
         ):
             statuses.add(403)
         statuses.add(503)  # every operation reads the database (health has its own 503)
-        paginated = getattr(view, "paginator", None) is not None
-        if "{" in self.path or (method == "GET" and self._is_list_view() and paginated):
+        if "{" in self.path or (a_list and paginated):
             statuses.add(404)  # also a page number past the end
         return statuses
 
