@@ -9,6 +9,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from core.api.filters import UtcIsoDateTimeFilter
 from core.api.lookups import Int64LookupMixin
@@ -43,19 +44,36 @@ class OrderItemInSerializer(serializers.Serializer):
 
 
 class OrderCreateSerializer(serializers.Serializer):
+    """Errors in `details.items`, keyed by what they are about: a line's by its index
+    (`details.items["1"].quantity`, only the lines at fault, as DRF keys a list's errors), the
+    list's as a whole (missing, empty, too long) by `non_field_errors`."""
+
     items = OrderItemInSerializer(many=True, allow_empty=False)
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            errors = exc.detail.get("items") if isinstance(exc.detail, dict) else None
+            if isinstance(errors, list):  # about the list itself
+                exc.detail["items"] = {api_settings.NON_FIELD_ERRORS_KEY: errors}
+            raise
 
     def validate_items(self, items):
         if len(items) > settings.ORDER_MAX_LINES:
             raise serializers.ValidationError(
                 f"At most {settings.ORDER_MAX_LINES} lines per order."
             )
-        ids = [item["product_id"] for item in items]
-        duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
-        if duplicates:
-            raise serializers.ValidationError(
-                f"Each product may appear once; repeated: {', '.join(map(str, duplicates))}."
-            )
+        seen = set()
+        repeated = {}
+        for n, item in enumerate(items):
+            if item["product_id"] in seen:
+                repeated[n] = {
+                    "product_id": ["Each product may appear once; this one is repeated."]
+                }
+            seen.add(item["product_id"])
+        if repeated:
+            raise serializers.ValidationError(repeated)
         return [services.OrderItem(**item) for item in items]
 
 

@@ -53,10 +53,15 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
             "id", "sku", "price"
         )
     }
-    unknown = sorted(set(product_ids) - set(products))
-    if unknown:
+    if len(products) < len(product_ids):  # per line, where the serializer puts line errors
         raise InvalidOrderItems(
-            details={"items": [f"Unknown or inactive product id {pid}." for pid in unknown]}
+            details={
+                "items": {
+                    n: {"product_id": [f"No active product {pid}."]}
+                    for n, pid in enumerate(product_ids)
+                    if pid not in products
+                }
+            }
         )
     total = sum((products[i.product_id].price * i.quantity for i in items), Decimal("0.00"))
     order = Order(customer=customer, total=total, currency=settings.ORDER_CURRENCY)

@@ -154,22 +154,26 @@ def test_token_exchange_with_wrong_password_is_400(api_client, customer):
     assert_error(response, 400, "validation_error")
 
 
+LINE_0 = ("items", "0")
+WHOLE_LIST = ("items", "non_field_errors")
+
+
 @pytest.mark.parametrize(
     ("body", "where"),
     [
-        ({"items": [{"product_id": 424242, "quantity": 1}]}, "items"),
-        ({"items": [{"product_id": "INACTIVE", "quantity": 1}]}, "items"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": 0}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": -3}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": 10**12}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": 1.5}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": "2"}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": True}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE", "quantity": None}]}, "quantity"),
-        ({"items": [{"product_id": "ACTIVE"}]}, "quantity"),
-        ({"items": [{"product_id": "1", "quantity": 1}]}, "product_id"),
-        ({"items": [{"product_id": -1, "quantity": 1}]}, "product_id"),
-        ({"items": [{"product_id": 2**70, "quantity": 1}]}, "product_id"),
+        ({"items": [{"product_id": 424242, "quantity": 1}]}, (*LINE_0, "product_id")),
+        ({"items": [{"product_id": "INACTIVE", "quantity": 1}]}, (*LINE_0, "product_id")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": 0}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": -3}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": 10**12}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": 1.5}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": "2"}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": True}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE", "quantity": None}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "ACTIVE"}]}, (*LINE_0, "quantity")),
+        ({"items": [{"product_id": "1", "quantity": 1}]}, (*LINE_0, "product_id")),
+        ({"items": [{"product_id": -1, "quantity": 1}]}, (*LINE_0, "product_id")),
+        ({"items": [{"product_id": 2**70, "quantity": 1}]}, (*LINE_0, "product_id")),
         (
             {
                 "items": [
@@ -177,16 +181,27 @@ def test_token_exchange_with_wrong_password_is_400(api_client, customer):
                     {"product_id": "ACTIVE", "quantity": 2},
                 ]
             },
-            "items",
+            ("items", "1", "product_id"),
         ),
-        ({"items": []}, "items"),
-        ({"items": "everything"}, "items"),
-        ({"items": [5]}, "items"),
-        ({}, "items"),
-        ([], "non_field_errors"),
+        (
+            {
+                "items": [
+                    {"product_id": "ACTIVE", "quantity": 1},
+                    {"product_id": 424242, "quantity": 1},
+                ]
+            },
+            ("items", "1", "product_id"),
+        ),
+        ({"items": [{"product_id": "ACTIVE", "quantity": 1}] * 101}, WHOLE_LIST),
+        ({"items": []}, WHOLE_LIST),
+        ({"items": "everything"}, WHOLE_LIST),
+        ({"items": None}, WHOLE_LIST),
+        ({"items": [5]}, (*LINE_0, "non_field_errors")),
+        ({}, WHOLE_LIST),
+        ([], ("non_field_errors",)),
     ],
 )
-def test_bad_order_input_is_400_and_persists_nothing(customer_client, body, where):
+def test_bad_order_input_is_400_at_its_place_and_persists_nothing(customer_client, body, where):
     # given
     active = product_with_stock(10)
     inactive = product_with_stock(10, is_active=False)
@@ -197,9 +212,13 @@ def test_bad_order_input_is_400_and_persists_nothing(customer_client, body, wher
     # when
     response = customer_client.generic("POST", ORDERS, raw, content_type="application/json")
 
-    # then
+    # then: the messages are at the path named, and nowhere else
     error = assert_error(response, 400, "validation_error")
-    assert where in json.dumps(error["details"])
+    found = error["details"]
+    for step in where:
+        found = found[step]
+    assert found and all(isinstance(message, str) for message in found), error
+    assert len(error["details"]) == 1 and len(error["details"].get("items", {0: 0})) == 1, error
     assert_nothing_persisted()
 
 
