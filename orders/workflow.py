@@ -204,13 +204,10 @@ def _pay(orders: list[Order], steps: Steps, stale: list[Order]) -> None:
             "decline_reason": o.payment.last_error,
         },
     )
-    # Settled for an order that no longer wants it: judge the order again.
-    stale += [o for o in rest if o.payment.status in (P.REFUNDED, P.REFUND_IN_DOUBT)]
-    undecided = [
-        o
-        for o in rest
-        if o.payment.status not in (P.CAPTURED, P.DECLINED, P.REFUNDED, P.REFUND_IN_DOUBT)
-    ]
+    # Settled, or voided, for an order that no longer wants it: judge the order again.
+    unwanted = (P.REFUNDED, P.REFUND_IN_DOUBT, P.VOIDED)
+    stale += [o for o in rest if o.payment.status in unwanted]
+    undecided = [o for o in rest if o.payment.status not in (P.CAPTURED, P.DECLINED, *unwanted)]
     # No definitive answer (in doubt, or "no charge yet" while another worker's request may
     # be on its way): try again later, or, out of tries, leave it to the reconciler, which
     # asks the provider on its passes and releases the reservation when it expires.

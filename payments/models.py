@@ -20,6 +20,9 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "refunded", "refunded"
     # A refund was asked for and not answered: the charge may be refunded; ask the provider.
     REFUND_IN_DOUBT = "refund_in_doubt", "refund in doubt"
+    # Never charged, and never will be: its order failed, was cancelled or took a new payment
+    # before any charge was requested.
+    VOIDED = "voided", "voided"
 
 
 S = PaymentStatus

@@ -12,7 +12,8 @@ from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
@@ -59,9 +60,16 @@ def payment_create(*, order_uid: uuid.UUID, amount: Decimal, currency: str = "US
 
 def payments_abandon(*, payment_ids: Collection[int], now: datetime) -> None:
     """Their orders no longer want these payments (failed, cancelled, or retried with a new
-    one): from now on the reconciler refunds a capture found on them. In the caller's
-    transaction; the first abandonment's time is kept."""
-    Payment.objects.filter(pk__in=payment_ids, abandoned_at__isnull=True).update(abandoned_at=now)
+    one): from now on the reconciler refunds a capture found on them, and one never charged
+    is voided (a worker's claim of its first charge request, guarded by "pending and no
+    attempt", can no longer take it). One statement, in the caller's transaction; the first
+    abandonment's time is kept."""
+    never_charged = Q(status=S.PENDING, attempts=0)
+    Payment.objects.filter(Q(abandoned_at__isnull=True) | never_charged, pk__in=payment_ids).update(
+        abandoned_at=Coalesce("abandoned_at", Value(now)),
+        status=Case(When(never_charged, then=Value(S.VOIDED)), default=F("status")),
+        updated_at=now,
+    )
 
 
 def _move(payment: Payment, *, to: str, allowed_from: Collection[str], **fields) -> bool:

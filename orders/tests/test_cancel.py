@@ -19,6 +19,7 @@ from orders.tests.helpers import (
 )
 from orders.transitions import order_transition
 from orders.workflow import order_process
+from payments.batch import payments_charge
 from payments.gateway import get_gateway
 from tests.interleave import Pause
 from tests.processes import free_port
@@ -46,6 +47,7 @@ def test_cancelling_a_pending_order(customer, customer_client):
     # then
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "cancelled"
+    assert response.json()["payment"]["status"] == "voided"  # never charged, never will be
     order.refresh_from_db()
     assert log_events(order)[-1] == ("pending", "cancelled", "cancelled")
     entry = order.logs.last()
@@ -66,8 +68,28 @@ def test_cancelling_a_reserved_order_releases_its_stock(customer, customer_clien
     # then
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
+    assert response.json()["payment"]["status"] == "voided"
     assert stock(product) == (0, 0, 5)
     assert log_events(Order.objects.get(pk=order.id))[-1] == ("reserved", "cancelled", "cancelled")
+
+
+def test_a_worker_that_loaded_the_order_before_its_cancellation_never_charges_it(
+    customer, customer_client, payment_sim
+):
+    # given: a worker has read the order as reserved, its payment as never charged
+    product = product_with_stock(5)
+    order = place_order(customer, (product.id, 2))
+    order_reserve(order=order)
+    stale = Order.objects.select_related("payment").get(pk=order.id)
+
+    # when: the order is cancelled, then that worker goes on to charge
+    assert cancel(customer_client, order.id).status_code == 200
+    charged = payments_charge(payments=[stale.payment])
+
+    # then: its claim of the first charge request found the payment voided; nothing was sent
+    assert payment_sim.requests() == []
+    assert charged.payments[0].status == "voided"
+    assert Order.objects.get(pk=order.id).payment.status == "voided"
 
 
 @pytest.mark.embedded

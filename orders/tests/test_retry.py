@@ -173,10 +173,11 @@ def test_an_order_failed_out_of_stock_is_retried_once_restocked(customer, paymen
     order_retry(order=order, actor=staff_user)
     run_to_completion(order.id)
 
-    # then: confirmed; the old, never attempted payment was not even looked up
+    # then: confirmed; the old, never attempted payment (voided when the order failed) was
+    # not even looked up
     order.refresh_from_db()
     assert order.status == "confirmed"
     old = order.logs.get(event="retried").data["previous_payment"]
-    assert old["status"] == "pending"
+    assert old["status"] == "voided"
     assert payment_sim.stats(key=old["idempotency_key"])["by_key"] == {}
     assert stock_discrepancies() == []

@@ -135,6 +135,7 @@ def test_out_of_stock_is_retried_with_growing_delays_then_fails(customer, paymen
     assert [r.data["attempt"] for r in retries] == list(range(1, len(delays) + 1))
     assert stock(product).reserved == 0
     assert payment_sim.charge(order.payment.idempotency_key) is None  # never charged
+    assert order.payment.status == "voided"  # and never will be
 
 
 def test_restocked_within_the_retry_window_is_confirmed(customer, payment_sim):
