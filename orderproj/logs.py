@@ -75,6 +75,17 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class OneLineWarning(logging.Filter):
+    """For a logger of the client's mistakes that Django reports as our errors: a request
+    naming a host not in ALLOWED_HOSTS (a scanner, a wrong proxy setting) is answered 400 and
+    logged as one WARNING line, without the traceback Django attaches."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 class JsonFormatter(_JsonFormatter):
     """{"time": "...Z", "level": "INFO", "logger": "...", "message": "...", "pid": 1, ...}
     plus every `extra` field (order_id, event, role, task_id, ...)."""
@@ -108,7 +119,10 @@ def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "orderproj.logs.ContextFilter"}},
+        "filters": {
+            "context": {"()": "orderproj.logs.ContextFilter"},
+            "one_line_warning": {"()": "orderproj.logs.OneLineWarning"},
+        },
         "formatters": {
             "json": {"()": "orderproj.logs.JsonFormatter"},
             "plain": {"()": "orderproj.logs.PlainFormatter"},
@@ -121,7 +135,10 @@ def logging_config(*, fmt: str, level: str) -> dict[str, Any]:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "INFO"}},
+        "loggers": {
+            "django.db.backends": {"level": "INFO"},
+            "django.security.DisallowedHost": {"filters": ["one_line_warning"]},
+        },
     }
 
 

@@ -5,6 +5,8 @@ with IMMEDIATE transactions, and Celery's filesystem transport as a broker that 
 server. With the URLs set it is the production stack: PostgreSQL (psycopg 3) and Redis.
 """
 
+import os
+import secrets
 from pathlib import Path
 
 import environ
@@ -25,10 +27,28 @@ EMBEDDED = not env.str("DATABASE_URL", default="") and not env.str("CELERY_BROKE
 
 # --- Security -----------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
+
+
+def _embedded_secret_key() -> str:
+    """The embedded demo's own secret, made at random on its first start and kept in VAR_DIR
+    (readable by its owner only), so no two checkouts share one. Processes starting together
+    agree: the first to link its file into place wins."""
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        draft = VAR_DIR / f".secret_key.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 # Only the embedded demo may run without a secret; any other deployment must provide one.
-SECRET_KEY = env.str("SECRET_KEY", default="") or (
-    "embedded-demo-insecure-key-do-not-use-in-production" if EMBEDDED else ""
-)
+SECRET_KEY = env.str("SECRET_KEY", default="") or (_embedded_secret_key() if EMBEDDED else "")
 if not SECRET_KEY:
     from django.core.exceptions import ImproperlyConfigured
 
@@ -213,7 +233,8 @@ else:
 CACHES["default"].setdefault("KEY_PREFIX", "orderproj-cache")
 
 # --- Celery -------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
+# (A host, which the filesystem transport ignores, spares a warning from every connection.)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://localhost//"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for sub in ("out", "processed", "control"):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: migrate, seed the demo data, then every process in the foreground under honcho.
-# Ctrl-C or SIGTERM reaches honcho (this script execs it), which stops every process it started.
+# Ctrl-C or SIGTERM reaches the process manager (this script execs it), which stops every
+# process it started and exits 0 once all have.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,10 @@ export LOG_FORMAT="${LOG_FORMAT:-plain}"
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 # The demo's stock, also handed to the simulated warehouse (it adds only SKUs it lacks).
 export WAREHOUSE_SIM_INITIAL_STOCK="${WAREHOUSE_SIM_INITIAL_STOCK:-${VAR_DIR:-var}/demo-warehouse-stock.json}"
-.venv/bin/python manage.py seed_demo --port "$PORT" --warehouse-stock-file "$WAREHOUSE_SIM_INITIAL_STOCK"
+banner="${VAR_DIR:-var}/banner.txt"
+.venv/bin/python manage.py seed_demo --port "$PORT" \
+  --warehouse-stock-file "$WAREHOUSE_SIM_INITIAL_STOCK" --banner-file "$banner"
 
-exec .venv/bin/honcho --no-colour -f Procfile start --port "$PORT"
+# honcho runs the Procfile; scripts/procs.py gives each process STOP_GRACE_SECONDS to stop and
+# prints the banner again once everything is healthy.
+exec .venv/bin/python scripts/procs.py Procfile "$PORT" "$banner"

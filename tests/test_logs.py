@@ -141,3 +141,32 @@ def test_one_order_is_followed_through_web_and_worker_json_logs_by_its_id(
         for line in worker_lines
         if f"order {order_id} " in line["message"] and line.get("order_id") != order_id
     ]
+
+
+def test_a_request_for_a_host_not_served_is_one_warning_line(web):
+    # given
+    base, web_log = web
+    before = len(json_lines(web_log))
+
+    # when: a scanner, or a proxy passing the wrong Host header
+    response = requests.get(f"{base}/api/products/", headers={"Host": "evil.example"}, timeout=5)
+
+    # then: 400 in the error shape, and besides the access log one WARNING line naming the
+    # host, without a traceback
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+    def logged() -> list[dict]:
+        return json_lines(web_log)[before:]
+
+    wait_for(
+        lambda: any(line["logger"] == "gunicorn.access" for line in logged()),
+        timeout=10,
+        message="the request's access log line",
+    )
+    lines = [line for line in logged() if line["logger"] != "gunicorn.access"]
+    assert [(line["level"], line["logger"]) for line in lines] == [
+        ("WARNING", "django.security.DisallowedHost")
+    ], lines
+    assert "evil.example" in lines[0]["message"] and "exc_info" not in lines[0]
+    assert "Traceback" not in web_log.read_text()

@@ -142,3 +142,17 @@ def test_a_deployment_serves_the_simulators_only_when_asked(tmp_path):
         True,
         "http://127.0.0.1:8123/sim/warehouse",
     )
+
+
+def test_the_embedded_demo_makes_its_own_secret_key_once_per_var_dir(tmp_path):
+    show = "from django.conf import settings; print(settings.SECRET_KEY)"
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+
+    keys = [run(["-c", show], {}, where).stdout.strip() for where in (first, first, second)]
+
+    assert keys[0] == keys[1]  # kept: sessions survive a restart
+    assert keys[0] != keys[2] and len(keys[0]) >= 50  # no two checkouts share one
+    assert (first / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert "insecure" not in keys[0]

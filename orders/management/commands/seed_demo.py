@@ -38,6 +38,11 @@ class Command(BaseCommand):
             help="Also write the demo SKUs' stock as JSON for the simulated warehouse "
             "(WAREHOUSE_SIM_INITIAL_STOCK), so both start from the same numbers.",
         )
+        parser.add_argument(
+            "--banner-file",
+            help="Also write the banner (URLs, logins, tokens, a first order) to this file, "
+            "for `make run` to print again once everything is up.",
+        )
 
     @transaction.atomic
     def handle(
@@ -47,6 +52,7 @@ class Command(BaseCommand):
         admin_password: str,
         customer_password: str,
         warehouse_stock_file: str | None,
+        banner_file: str | None = None,
         **options,
     ):
         users = get_user_model()
@@ -83,25 +89,28 @@ class Command(BaseCommand):
             )
 
         base = f"http://127.0.0.1:{port}"
-        shown_password = admin_password if admin_password == "admin" else "(as given)"
-        self.stdout.write(
-            "\n".join(
-                [
-                    "",
-                    "=" * 72,
-                    f"  API:       {base}/api/         docs: {base}/api/docs/",
-                    f"  Admin:     {base}/admin/       user admin / {shown_password}",
-                    f"  Health:    {base}/api/health/",
-                    f"  Tokens:    customer  {customer_token.key}",
-                    f"             admin     {admin_token.key}",
-                    "  First order:",
-                    f"    curl -s -X POST {base}/api/orders/ \\",
-                    f"      -H 'Authorization: Token {customer_token.key}' \\",
-                    "      -H 'Content-Type: application/json' \\",
-                    f'      -d \'{{"items": [{{"product_id": {products[0].id}, '
-                    f'"quantity": 1}}]}}\'',
-                    "=" * 72,
-                    "",
-                ]
-            )
+        shown_admin = admin_password if admin_password == "admin" else "(as given)"
+        shown_customer = customer_password if customer_password == "customer" else "(as given)"
+        banner = "\n".join(
+            [
+                "",
+                "=" * 72,
+                f"  Start:     {base}/            (links to everything below)",
+                f"  API:       {base}/api/         docs: {base}/api/docs/",
+                f"  Admin:     {base}/admin/       user admin / {shown_admin}",
+                f"  Customer:  user customer / {shown_customer} (the API token below)",
+                f"  Health:    {base}/api/health/",
+                f"  Tokens:    customer  {customer_token.key}",
+                f"             admin     {admin_token.key}",
+                "  First order:",
+                f"    curl -s -X POST {base}/api/orders/ \\",
+                f"      -H 'Authorization: Token {customer_token.key}' \\",
+                "      -H 'Content-Type: application/json' \\",
+                f'      -d \'{{"items": [{{"product_id": {products[0].id}, "quantity": 1}}]}}\'',
+                "=" * 72,
+                "",
+            ]
         )
+        self.stdout.write(banner)
+        if banner_file:
+            Path(banner_file).write_text(banner + "\n")
