@@ -6,10 +6,11 @@ from rest_framework.routers import DefaultRouter
 from catalog.api import CategoryViewSet
 from inventory.api import ProductWithStockViewSet, StockLevelViewSet
 from orderproj.metrics import metrics_view
-from orderproj.views import HealthView, TokenView
+from orderproj.views import ApiRootView, HealthView, TokenView, landing
 from orders.api import OrderViewSet
 
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 router.register("products", ProductWithStockViewSet, basename="product")
 router.register("categories", CategoryViewSet, basename="category")
 router.register("orders", OrderViewSet, basename="order")
@@ -23,8 +24,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
-    # The original spec's path for creating an order: same view, same behaviour.
+    # The original spec's path for creating an order: same view, same behaviour; with a
+    # trailing slash too, as the API's own paths are spelled.
     path("orders/create", OrderViewSet.as_view({"post": "create"}), name="order-create-legacy"),
+    path("orders/create/", OrderViewSet.as_view({"post": "create"}, schema=None)),
+    path("", landing, name="landing"),
 ]
 
 handler400 = "core.api.errors.bad_request_view"

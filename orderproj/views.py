@@ -1,9 +1,13 @@
+from django.conf import settings
+from django.shortcuts import render
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.routers import APIRootView
 from rest_framework.views import APIView
 
 from core.api.errors import error_body
@@ -60,3 +64,21 @@ class TokenView(ObtainAuthToken):
     )
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
+
+
+def landing(request):
+    """`/`: where everything is, and in the embedded demo its logins."""
+    return render(request, "core/landing.html", {"demo": settings.EMBEDDED})
+
+
+class ApiRootView(APIRootView):
+    """`/api/`: the API's endpoints as links, for anyone (what each allows is told by the
+    endpoint itself); the token exchange, the docs, the schema and health among them."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        for name in ("auth-token", "docs", "schema", "health"):
+            response.data[name] = reverse(name, request=request)
+        return response

@@ -30,7 +30,7 @@ def assert_nothing_persisted():
     assert not Payment.objects.exists()
 
 
-@pytest.mark.parametrize("path", [ORDERS, "/orders/create"])
+@pytest.mark.parametrize("path", [ORDERS, "/orders/create", "/orders/create/"])
 def test_create_answers_202_with_the_order_and_its_location(
     customer_client, path, django_capture_on_commit_callbacks
 ):
