@@ -73,7 +73,7 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- Applications -------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "orderproj.admin.OperationsAdminConfig",  # django.contrib.admin, our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -153,6 +153,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times with seconds wherever the admin shows them (orderproj/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["orderproj.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)

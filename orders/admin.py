@@ -4,7 +4,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from catalog.models import Product
-from core.admin import ReadOnlyAdminMixin, ReadOnlyInline
+from core.admin import (
+    ADMIN_CSS,
+    BadgeTone,
+    ReadOnlyAdminMixin,
+    ReadOnlyInline,
+    badge,
+    timestamp,
+    timestamp_column,
+)
 from core.errors import DomainError
 from inventory.admin import ProductStockAdmin
 from orders.interventions import order_cancel, order_repush_fulfilment, order_retry
@@ -15,14 +23,18 @@ from payments.models import Payment
 # The index page opens with the operations summary (orders/templatetags/operations.py).
 admin.site.index_template = "admin/orders/operations_index.html"
 
-STATUS_COLOURS = {
-    OrderStatus.PENDING: "#6c757d",
-    OrderStatus.RESERVED: "#0d6efd",
-    OrderStatus.CONFIRMED: "#198754",
-    OrderStatus.FULFILLED: "#0f5132",
-    OrderStatus.FAILED: "#dc3545",
-    OrderStatus.CANCELLED: "#fd7e14",
+STATUS_TONES = {
+    OrderStatus.PENDING: BadgeTone.MUTED,
+    OrderStatus.RESERVED: BadgeTone.INFO,
+    OrderStatus.CONFIRMED: BadgeTone.OK,
+    OrderStatus.FULFILLED: BadgeTone.DONE,
+    OrderStatus.FAILED: BadgeTone.BAD,
+    OrderStatus.CANCELLED: BadgeTone.WARN,
 }
+
+
+def status_badge(status: str) -> str:
+    return badge(OrderStatus(status).label, STATUS_TONES[status])
 
 
 class OrderLineInline(ReadOnlyInline):
@@ -38,9 +50,13 @@ class OrderLineInline(ReadOnlyInline):
 
 class OrderLogInline(ReadOnlyInline):
     model = OrderLog
-    fields = ["created_at", "from_status", "to_status", "event", "actor", "message", "data"]
+    fields = ["time", "from_status", "to_status", "event", "actor", "message", "data"]
     readonly_fields = fields
     ordering = ["id"]
+
+    @admin.display(description="Time")
+    def time(self, entry: OrderLog) -> str:
+        return timestamp(entry.created_at)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
@@ -67,15 +83,17 @@ class ProductFilter(admin.SimpleListFilter):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
     list_display = [
         "id",
-        "customer",
         "coloured_status",
         "failure_reason",
-        "total",
-        "currency",
-        "created_at",
-        "updated_at",
+        "customer",
+        "total_with_currency",
+        timestamp_column("created_at", "Created at"),
+        timestamp_column("updated_at", "Updated at"),
     ]
     list_filter = [
         "status",
@@ -188,11 +206,12 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def coloured_status(self, order: Order) -> str:
         being_cancelled = order.status == OrderStatus.CONFIRMED and order.cancel_requested_at
         return format_html(
-            '<b style="color:{}">{}</b>{}',
-            STATUS_COLOURS[order.status],
-            order.get_status_display(),
-            " (being cancelled)" if being_cancelled else "",
+            "{}{}", status_badge(order.status), " (being cancelled)" if being_cancelled else ""
         )
+
+    @admin.display(description="Total", ordering="total")
+    def total_with_currency(self, order: Order) -> str:
+        return f"{order.total} {order.currency}"
 
     @admin.display(description="Payment")
     def payment_summary(self, order: Order) -> str:
@@ -232,7 +251,7 @@ class OrderLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "order_link",
-        "created_at",
+        timestamp_column("created_at", "Created at"),
         "from_status",
         "to_status",
         "event",
@@ -257,7 +276,15 @@ admin.site.unregister(Payment)
 
 @admin.register(Payment)
 class PaymentWithOrderAdmin(PaymentAdmin):
+    list_display = [
+        "order_list_link" if name == "order_number" else name for name in PaymentAdmin.list_display
+    ]
     readonly_fields = [*PaymentAdmin.readonly_fields, "order_link"]
+
+    @admin.display(description="Order", ordering="order__id")
+    def order_list_link(self, payment: Payment) -> str:
+        url = reverse("admin:orders_order_change", args=[payment.order.pk])
+        return format_html('<a href="{}">{}</a>', url, payment.order.pk)
 
     @admin.display(description="Order")
     def order_link(self, payment: Payment) -> str:

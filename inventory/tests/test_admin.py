@@ -1,7 +1,11 @@
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 
-from inventory.models import WarehouseSyncRun
+from inventory.models import StockLevel, WarehouseSyncRun
+from inventory.tests.factories import StockLevelFactory
 from tests.live import queue_length
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +51,100 @@ def test_sync_now_refuses_get(admin_client):
 def test_beat_schedule_is_editable_in_the_admin(admin_client):
     page = admin_client.get("/admin/django_celery_beat/periodictask/").content.decode()
     assert "warehouse-sync" in page
+
+
+# --- Stock levels: operators look, the warehouse and orders write ----------------------------
+
+
+def test_a_stock_level_page_has_no_save_button(admin_client):
+    level = StockLevelFactory(on_hand=7)
+
+    page = admin_client.get(f"/admin/inventory/stocklevel/{level.pk}/change/")
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "View stock level" in html
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert re.search(r'field-on_hand">.*?<div class="readonly">7</div>', html, re.S)
+
+
+def test_posting_a_stock_level_is_refused_and_writes_nothing(admin_client):
+    level = StockLevelFactory(on_hand=7)
+    before = StockLevel.objects.filter(pk=level.pk).values().get()
+
+    response = admin_client.post(
+        f"/admin/inventory/stocklevel/{level.pk}/change/",
+        {"on_hand": 500, "reserved": 0, "committed": 0, "version": 99, "_save": "Save"},
+    )
+
+    assert response.status_code == 403
+    assert StockLevel.objects.filter(pk=level.pk).values().get() == before
+
+
+def test_the_stock_levels_list_offers_no_action_that_writes(admin_client):
+    StockLevelFactory()
+
+    page = admin_client.get("/admin/inventory/stocklevel/").content.decode()
+
+    assert 'name="action"' not in page  # no bulk action (delete_selected needs delete rights)
+    assert "/admin/inventory/stocklevel/add/" not in page
+    assert "Select stock level to view" in page
+
+
+# --- Warehouse sync runs: what an operator acts on in sight at 1366 px ------------------------
+
+
+def sync_runs_columns(page: str) -> list[str]:
+    head = re.search(r"<thead>.*?</thead>", page, re.S).group(0)
+    return re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', head)
+
+
+def test_sync_runs_list_groups_its_figures_so_oversold_and_error_stay_in_view(admin_client):
+    WarehouseSyncRun.objects.create(
+        trigger="beat",
+        status="partial",
+        pages=12,
+        rows_seen=11873,
+        applied=11750,
+        stale_skipped=98,
+        unknown_skus=17,
+        rejected=8,
+        oversold=3,
+        error="WarehouseUnavailable: GET /stock?page=3 answered 503 Service Unavailable after "
+        "3 tries, and then the connection was reset",
+    )
+
+    page = admin_client.get("/admin/inventory/warehousesyncrun/").content.decode()
+
+    # Beside both sidebars a 1366 px screen fits eight short columns (the browser test
+    # measures it): every figure is still on the list, grouped.
+    assert sync_runs_columns(page) == [
+        "id",
+        "started",
+        "status_and_trigger",
+        "rows",
+        "skipped",
+        "oversold_flag",
+        "short_error",
+    ]
+    assert "11750 / 11873" in page and "12 pages" in page
+    assert "98 stale<br>17 unknown<br>8 rejected" in page
+    assert '<span class="ops-alert">3 SKU(s) below what is held</span>' in page
+    assert "by beat" in page
+    # a long error is cut in the list, and whole on hover
+    assert 'title="WarehouseUnavailable: GET /stock?page=3 answered 503 Service Unavailable' in page
+
+
+def test_sync_runs_list_shows_start_times_with_seconds(admin_client):
+    started = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
+    run = WarehouseSyncRun.objects.create(trigger="beat", status="succeeded")
+    WarehouseSyncRun.objects.filter(pk=run.pk).update(
+        started_at=started, finished_at=started + timedelta(seconds=2.5)
+    )
+
+    page = admin_client.get("/admin/inventory/warehousesyncrun/").content.decode()
+    detail = admin_client.get(f"/admin/inventory/warehousesyncrun/{run.pk}/change/")
+
+    assert re.search(r"2026-03-14</span> <span[^>]*>09:26:53</span>", page)
+    assert "took 2.50s" in page
+    assert "2026-03-14 09:26:55" in detail.content.decode()  # finished_at, on the run's page

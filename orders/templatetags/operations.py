@@ -1,6 +1,6 @@
 """The operations summary on the admin's index page (see OrderAdmin: admin.site's
-index_template): the last 24 h of orders by status and failure reason, and the products at
-or below LOW_STOCK_THRESHOLD."""
+index_template): the last 24 h of orders as a chart per hour by outcome (orders/dashboard.py)
+and by status and failure reason, and the products at or below LOW_STOCK_THRESHOLD."""
 
 from datetime import timedelta
 from typing import Any
@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from inventory.selectors import stock_low
-from orders.admin import STATUS_COLOURS
+from orders.admin import STATUS_TONES
+from orders.dashboard import order_outcome_chart
 from orders.models import FailureReason, OrderStatus
 from orders.selectors import order_counts_since
 
@@ -25,7 +26,8 @@ LOW_STOCK_SHOWN = 20
 @register.inclusion_tag("admin/orders/operations_dashboard.html", takes_context=True)
 def operations_dashboard(context) -> dict[str, Any]:
     perms = context["perms"]
-    since = timezone.now() - WINDOW
+    now = timezone.now()
+    since = now - WINDOW
     summary: dict[str, Any] = {"since": since, "threshold": settings.LOW_STOCK_THRESHOLD}
     if perms["orders"]["view_order"]:
         counts = order_counts_since(since=since)
@@ -37,11 +39,12 @@ def operations_dashboard(context) -> dict[str, Any]:
         summary["orders"] = {
             "total": counts.total,
             "url": url(),
+            "chart": order_outcome_chart(since=since, until=now),
             "by_status": [
                 {
                     "label": OrderStatus(status).label,
                     "count": n,
-                    "colour": STATUS_COLOURS[status],
+                    "tone": STATUS_TONES[status],
                     "url": url(status__exact=status),
                 }
                 for status, n in counts.by_status.items()

@@ -136,7 +136,7 @@ def test_products_list_shows_available_and_filters_low_stock(admin_client, setti
     every = admin_client.get("/admin/catalog/product/").content.decode()
     only_low = admin_client.get("/admin/catalog/product/?stock=low").content.decode()
 
-    assert re.search(r'class="field-available"><b style="color:#dc3545">3</b>', every)
+    assert re.search(r'class="field-available"><b class="ops-alert">3</b>', every)
     assert re.search(r'class="field-available">50<', every)
     assert low.sku in only_low and plenty.sku not in only_low
 
