@@ -128,3 +128,44 @@ def test_logs_are_json_in_compose_and_readable_under_make_run():
     # gunicorn reads ./gunicorn.conf.py from the directory it is started in (WORKDIR /app)
     assert (ROOT / "gunicorn.conf.py").is_file()
     assert "gunicorn.conf.py" not in (ROOT / ".dockerignore").read_text()
+
+
+def test_compose_seeds_the_demo_with_random_passwords_and_stocks_its_warehouse():
+    services = compose()["services"]
+    seed = services["seed"]
+    args = command_of(seed)
+    assert args[:3] == ["python", "manage.py", "seed_demo"]
+    assert "--generate-passwords" in args  # its web port is published beyond this machine
+    url = args[args.index("--warehouse-url") + 1]
+    assert url == services["web"]["environment"]["WAREHOUSE_API_URL"]
+    assert seed["restart"] == "no"
+    assert seed["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "simulators" in seed["depends_on"]
+
+
+def documented_settings() -> dict[str, str]:
+    """docs/settings.md's table: setting -> its Default column."""
+    rows = re.findall(
+        r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", (ROOT / "docs" / "settings.md").read_text(), re.M
+    )
+    return {name: default.strip() for name, default in rows}
+
+
+def test_compose_settings_are_documented_with_the_defaults_it_uses():
+    """Every variable the compose stack sets is in the settings table, and where compose
+    lets the environment override it (`${NAME:-default}`), its default is the documented
+    one: the compose stack behaves as the docs say unless told otherwise."""
+    documented = documented_settings()
+    text = (ROOT / "docker-compose.yml").read_text()
+    infrastructure = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+    for name, service in compose()["services"].items():
+        for variable in set(service.get("environment") or {}) - infrastructure:
+            assert variable in documented, f"{name}: {variable} is not in docs/settings.md"
+    overridable = re.findall(r"\$\{([A-Z0-9_]+):-([^}]*)\}", text)
+    assert len(overridable) >= 8
+    for variable, default in overridable:
+        shown = documented[variable]
+        if default:
+            assert shown.startswith(f"`{default}`"), (variable, default, shown)
+        else:
+            assert shown.startswith(("empty", "unset")), (variable, shown)

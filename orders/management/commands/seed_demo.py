@@ -1,19 +1,24 @@
-"""Demo data for `make run`: an admin, a customer, their API tokens, categories and products.
+"""Demo data for `make run` and docker compose's `seed` service: an admin, a customer, their
+API tokens, categories and products, and those products in the warehouse.
 
-Idempotent: running it again keeps existing rows and prints the same credentials.
+Idempotent: running it again keeps existing rows (and passwords) and prints the same tokens.
 """
 
 import json
+import secrets
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import requests
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Category, Product
 from inventory.services import stock_set_from_warehouse
+from inventory.warehouse import WarehouseClient, WarehouseUnavailable
 
 # sku, name, price, categories, units on hand
 DEMO_PRODUCTS = [
@@ -34,9 +39,20 @@ class Command(BaseCommand):
         parser.add_argument("--admin-password", default="admin")
         parser.add_argument("--customer-password", default="customer")
         parser.add_argument(
+            "--generate-passwords",
+            action="store_true",
+            help="Give users created now random passwords (printed once) instead of the "
+            "well-known demo ones: for a stack reachable from other machines.",
+        )
+        parser.add_argument(
             "--warehouse-stock-file",
             help="Also write the demo SKUs' stock as JSON for the simulated warehouse "
             "(WAREHOUSE_SIM_INITIAL_STOCK), so both start from the same numbers.",
+        )
+        parser.add_argument(
+            "--warehouse-url",
+            help="Also add the demo SKUs a running simulated warehouse lacks, over its "
+            "control API (waits up to a minute for it to answer).",
         )
         parser.add_argument(
             "--banner-file",
@@ -44,33 +60,59 @@ class Command(BaseCommand):
             "for `make run` to print again once everything is up.",
         )
 
-    @transaction.atomic
     def handle(
         self,
         *args,
         port: str,
         admin_password: str,
         customer_password: str,
-        warehouse_stock_file: str | None,
+        generate_passwords: bool = False,
+        warehouse_stock_file: str | None = None,
+        warehouse_url: str | None = None,
         banner_file: str | None = None,
         **options,
     ):
+        if generate_passwords:
+            admin_password = customer_password = ""
+        logins, tokens, first_product = self._seed(admin_password, customer_password)
+        stock = [{"sku": sku, "on_hand": on_hand} for sku, *_, on_hand in DEMO_PRODUCTS]
+        if warehouse_stock_file:
+            Path(warehouse_stock_file).write_text(json.dumps(stock))
+        if warehouse_url:  # after the commit: no HTTP call inside a transaction
+            added = _stock_the_warehouse(warehouse_url, stock)
+            self.stdout.write(f"The warehouse at {warehouse_url} got {added} demo SKU(s).")
+
+        banner = _banner(f"http://127.0.0.1:{port}", logins, tokens, first_product)
+        self.stdout.write(banner)
+        if banner_file:
+            Path(banner_file).write_text(banner + "\n")
+
+    @transaction.atomic
+    def _seed(self, admin_password: str, customer_password: str):
         users = get_user_model()
-        admin, created = users.objects.get_or_create(
-            username="admin",
-            defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"},
-        )
-        if created:
-            admin.set_password(admin_password)
-            admin.save(update_fields=["password"])
-        customer, created = users.objects.get_or_create(
-            username="customer", defaults={"email": "customer@example.com"}
-        )
-        if created:
-            customer.set_password(customer_password)
-            customer.save(update_fields=["password"])
-        admin_token, _ = Token.objects.get_or_create(user=admin)
-        customer_token, _ = Token.objects.get_or_create(user=customer)
+        logins, tokens = {}, {}
+        for username, password, staff in (
+            ("admin", admin_password, True),
+            ("customer", customer_password, False),
+        ):
+            user, created = users.objects.get_or_create(
+                username=username,
+                defaults={
+                    "is_staff": staff,
+                    "is_superuser": staff,
+                    "email": f"{username}@example.com",
+                },
+            )
+            if created:
+                password = password or secrets.token_urlsafe(12)
+                user.set_password(password)
+                user.save(update_fields=["password"])
+                logins[username] = password
+            elif not password:
+                logins[username] = "(as first seeded)"
+            else:  # the well-known demo passwords are shown again; others are not repeated
+                logins[username] = password if password == username else "(as given)"
+            tokens[username] = Token.objects.get_or_create(user=user)[0].key
 
         products = []
         for sku, name, price, category_names, on_hand in DEMO_PRODUCTS:
@@ -82,35 +124,53 @@ class Command(BaseCommand):
             # As if the warehouse had reported it (version 1); a later report wins.
             stock_set_from_warehouse(product_id=product.id, on_hand=on_hand, version=1)
             products.append(product)
+        return logins, tokens, products[0]
 
-        if warehouse_stock_file:
-            Path(warehouse_stock_file).write_text(
-                json.dumps([{"sku": sku, "on_hand": on_hand} for sku, *_, on_hand in DEMO_PRODUCTS])
-            )
 
-        base = f"http://127.0.0.1:{port}"
-        shown_admin = admin_password if admin_password == "admin" else "(as given)"
-        shown_customer = customer_password if customer_password == "customer" else "(as given)"
-        banner = "\n".join(
-            [
-                "",
-                "=" * 72,
-                f"  Start:     {base}/            (links to everything below)",
-                f"  API:       {base}/api/         docs: {base}/api/docs/",
-                f"  Admin:     {base}/admin/       user admin / {shown_admin}",
-                f"  Customer:  user customer / {shown_customer} (the API token below)",
-                f"  Health:    {base}/api/health/",
-                f"  Tokens:    customer  {customer_token.key}",
-                f"             admin     {admin_token.key}",
-                "  First order:",
-                f"    curl -s -X POST {base}/api/orders/ \\",
-                f"      -H 'Authorization: Token {customer_token.key}' \\",
-                "      -H 'Content-Type: application/json' \\",
-                f'      -d \'{{"items": [{{"product_id": {products[0].id}, "quantity": 1}}]}}\'',
-                "=" * 72,
-                "",
-            ]
-        )
-        self.stdout.write(banner)
-        if banner_file:
-            Path(banner_file).write_text(banner + "\n")
+def _stock_the_warehouse(url: str, stock: list[dict], wait: float = 60) -> int:
+    """Add the SKUs the warehouse does not know yet (known ones keep their stock); returns how
+    many were added."""
+    client = WarehouseClient(url, connect_timeout=2, read_timeout=10)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            known, after = set(), None
+            while True:
+                page = client.stock_page(after=after, limit=1000)
+                known |= {level.sku for level in page.levels}
+                if not (after := page.next_after):
+                    break
+            break
+        except WarehouseUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise CommandError(f"The warehouse at {url} does not answer: {exc}") from exc
+            time.sleep(1)  # starting
+    missing = [item for item in stock if item["sku"] not in known]
+    if missing:
+        answer = requests.put(f"{url}/_control/stock", json={"items": missing}, timeout=10)
+        if not answer.ok:
+            raise CommandError(f"The warehouse refused the demo stock: {answer.text[:300]}")
+    return len(missing)
+
+
+def _banner(base: str, logins: dict[str, str], tokens: dict[str, str], product) -> str:
+    return "\n".join(
+        [
+            "",
+            "=" * 72,
+            f"  Start:     {base}/            (links to everything below)",
+            f"  API:       {base}/api/         docs: {base}/api/docs/",
+            f"  Admin:     {base}/admin/       user admin / {logins['admin']}",
+            f"  Customer:  user customer / {logins['customer']} (the API token below)",
+            f"  Health:    {base}/api/health/",
+            f"  Tokens:    customer  {tokens['customer']}",
+            f"             admin     {tokens['admin']}",
+            "  First order:",
+            f"    curl -s -X POST {base}/api/orders/ \\",
+            f"      -H 'Authorization: Token {tokens['customer']}' \\",
+            "      -H 'Content-Type: application/json' \\",
+            f'      -d \'{{"items": [{{"product_id": {product.id}, "quantity": 1}}]}}\'',
+            "=" * 72,
+            "",
+        ]
+    )
