@@ -60,7 +60,7 @@ bench-sync: venv-dev
 	$(BIN)/python -m bench.warehouse_sync $(BENCH_ARGS)
 
 ## bench: end-to-end order throughput and latency on PostgreSQL + Redis, with the machine's
-## reference limits (bench-results/latest.json, a PNG per scenario; see README "Benchmark")
+## reference limits (bench-results/latest.json, a PNG per scenario; see docs/benchmark.md)
 bench: venv-dev
 	$(BIN)/python -m bench.orders $(BENCH_ARGS)
 

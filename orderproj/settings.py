@@ -275,7 +275,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 # A queue per kind of work, so a long warehouse sync never delays orders and each kind can
-# have workers of its own (`celery worker -Q sync,maintenance`; README, "Dedicated
+# have workers of its own (`celery worker -Q sync,maintenance`; docs/operating.md, "Dedicated
 # workers"). A worker started without -Q consumes them all, as `make run`'s does.
 CELERY_TASK_QUEUES = [
     Queue("orders"),  # an order's processing: reserve, charge, confirm, first push

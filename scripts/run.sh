@@ -15,7 +15,7 @@ export SERVE_SIMULATORS="${SERVE_SIMULATORS:-true}"
 export PAYMENT_API_URL="${PAYMENT_API_URL:-http://127.0.0.1:${PORT}/sim/payments}"
 export WAREHOUSE_API_URL="${WAREHOUSE_API_URL:-http://127.0.0.1:${PORT}/sim/warehouse}"
 export WEB_CONCURRENCY="${WEB_CONCURRENCY:-2}"
-# Worker processes (README, "Running it reliably": sizing the workers).
+# Worker processes (docs/operating.md: sizing the workers).
 export WORKER_POOL="${WORKER_POOL:-prefork}"
 export WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-2}"
 # Readable log lines for people (honcho prefixes each with its process); JSON elsewhere.
