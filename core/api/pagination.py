@@ -22,7 +22,8 @@ class DefaultPagination(PageNumberPagination):
             raise ValidationError(
                 {
                     self.page_size_query_param: [
-                        f"Enter a whole number from 1 to {self.max_page_size}."
+                        f"Enter a whole number, 1 or more (more than {self.max_page_size} is "
+                        f"cut to {self.max_page_size})."
                     ]
                 }
             )

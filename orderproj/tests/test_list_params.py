@@ -81,7 +81,7 @@ def test_true_and_false_still_filter(api_client, value):
 def test_a_page_size_that_is_not_a_whole_number_from_1_is_a_400(staff_client, path, size):
     message = refused(staff_client.get(path, {"page_size": size}), "page_size")
 
-    assert message == "Enter a whole number from 1 to 500."
+    assert message == "Enter a whole number, 1 or more (more than 500 is cut to 500)."
 
 
 def test_a_page_size_is_obeyed_and_a_large_one_is_cut_to_the_maximum(api_client):
