@@ -123,7 +123,7 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_and_trigger(self, run: WarehouseSyncRun) -> str:
         return format_html(
-            '{} <span class="ops-quiet">by {}</span>',
+            '{}<br><span class="ops-quiet">by {}</span>',
             badge(run.status, STATUS_TONES[run.status]),
             run.trigger,
         )
@@ -131,10 +131,12 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Started at", ordering="started_at")
     def started(self, run: WarehouseSyncRun) -> str:
         seconds = run.duration_seconds
+        if seconds is None:  # running, or stopped without a word (a killed worker)
+            return timestamp(run.started_at)
         return format_html(
-            '{}<br><span class="ops-quiet">{}</span>',
+            '{}<br><span class="ops-quiet">took {}s</span>',
             timestamp(run.started_at),
-            "running" if seconds is None else f"took {seconds:.2f}s",
+            f"{seconds:.2f}",
         )
 
     @admin.display(description="Applied / seen", ordering="applied")
@@ -171,7 +173,7 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Error")
     def short_error(self, run: WarehouseSyncRun) -> str:
         if len(run.error) <= ERROR_SHOWN:
-            return run.error
+            return run.error or "—"
         return format_html(
             '<span title="{}">{}…</span>', run.error, run.error[:ERROR_SHOWN].rstrip()
         )
