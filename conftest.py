@@ -25,6 +25,15 @@ WORKFLOW_TEST_SETTINGS = {
 PAYMENT_SIM_TIMEOUT_DELAY_MS = 2500
 
 
+@pytest.fixture(autouse=True)
+def _forget_api_tokens():
+    """Each test starts with no token remembered by this process (a test's users, and their
+    keys, are gone after it)."""
+    from core.api.authentication import CachedTokenAuthentication
+
+    CachedTokenAuthentication.forget()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -166,7 +166,7 @@ STORAGES = {
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -183,6 +183,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# How long a web process remembers which user an API token belongs to (a deleted token or a
+# deactivated user is refused within this long); 0: looked up on every request.
+TOKEN_CACHE_SECONDS = env.float("TOKEN_CACHE_SECONDS", default=10.0)
 # Per user, on order creation only, e.g. "20/min"; empty turns it off. Read at request time.
 ORDER_CREATE_THROTTLE_RATE = env.str("ORDER_CREATE_THROTTLE_RATE", default="")
 # Idempotency-Key on order creation: a key is kept this long, then purged by celery-beat; a
