@@ -1,10 +1,13 @@
 """celery-beat's scheduler: django-celery-beat's DatabaseScheduler (the schedule lives in the
 database and is edited in the admin), recording a heartbeat after every tick so /api/health/
-can tell a beat that is alive from one that died or hangs (orderproj.ops_state)."""
+can tell a beat that is alive from one that died or hangs (orderproj.ops_state), and waiting
+for the database at start rather than exiting (upstream reads the schedule once at start,
+unguarded: a database restarting then ends beat, and nothing wakes the workers after)."""
 
 import logging
 import time
 
+from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from orderproj.ops_state import beat_heartbeat_record
@@ -16,6 +19,25 @@ class HeartbeatDatabaseScheduler(DatabaseScheduler):
     # Ticks come in bursts when many entries are due; one write a second is plenty.
     heartbeat_every = 1.0
     _last_heartbeat = 0.0
+    # Waiting for the database at start: first retry after this long, doubling up to the cap.
+    start_retry_first, start_retry_cap = 1.0, 30.0
+
+    def setup_schedule(self) -> None:
+        delay = self.start_retry_first
+        while True:
+            try:
+                return super().setup_schedule()
+            except DatabaseError as exc:
+                logger.warning(
+                    "beat: the database is unavailable (%s: %s); reading the schedule again "
+                    "in %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                close_old_connections()
+                time.sleep(delay)
+                delay = min(delay * 2, self.start_retry_cap)
 
     def tick(self, *args, **kwargs) -> float:
         interval = super().tick(*args, **kwargs)

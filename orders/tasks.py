@@ -45,18 +45,25 @@ def process_ready() -> int:
     wake_taken()
     deadline = time.monotonic() + settings.ORDER_BATCH_TIME_BUDGET_SECONDS
     advanced, waits = 0, []
-    while True:
-        with orders_held(
-            limit=settings.ORDER_BATCH_SIZE, seconds=settings.ORDER_CLAIM_SECONDS
-        ) as batch:
-            if not batch:
+    try:
+        while True:
+            with orders_held(
+                limit=settings.ORDER_BATCH_SIZE, seconds=settings.ORDER_CLAIM_SECONDS
+            ) as batch:
+                if not batch:
+                    break
+                steps = orders_advance(batch)
+            advanced += len(batch)
+            waits += [s.retry_in for s in steps.values() if not s.done and s.retry_in]
+            if time.monotonic() >= deadline:
+                wake_order_workers()  # out of time, and orders may still be ready: hand over
                 break
-            steps = orders_advance(batch)
-        advanced += len(batch)
-        waits += [step.retry_in for step in steps.values() if not step.done and step.retry_in]
-        if time.monotonic() >= deadline:
-            wake_order_workers()  # out of time, and orders may still be ready: hand over
-            break
+    except DATABASE_ERRORS["autoretry_for"]:
+        # The database went away mid-batch: the batch's orders stay claimed until the claim
+        # runs out (it could not be released). This task's retries may all come sooner, so a
+        # worker is woken for then, whether or not beat is there to do it.
+        wake_order_workers(countdown=settings.ORDER_CLAIM_SECONDS + 1)
+        raise
     if waits:
         wake_order_workers(countdown=min(waits))
     return advanced

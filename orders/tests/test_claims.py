@@ -8,7 +8,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from core.checkpoints import listening
@@ -19,6 +19,7 @@ from orders.models import Order
 from orders.tasks import process_ready
 from orders.tests.helpers import place_order
 from orders.workflow import orders_advance
+from tests.interleave import Inject, raise_
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -257,6 +258,33 @@ def test_a_worker_advances_the_ready_orders_and_wakes_one_for_the_soonest_retry(
     assert wake.args[0] == PROCESS_READY
     due = (waiting.ready_at - timezone.now()).total_seconds()
     assert wake.kwargs["countdown"] > 0 and abs(wake.kwargs["countdown"] - due) < 1.0
+
+
+def test_a_batch_the_database_failed_wakes_a_worker_for_when_its_claim_runs_out(placed, settings):
+    # given: the database goes away while a batch runs (as PostgreSQL restarting does)
+    orders = placed(2)
+    fault = OperationalError("terminating connection due to administrator command")
+
+    # when
+    with (
+        Inject("payment.charge.start", raise_(fault)),
+        mock.patch("orders.dispatch.publish", return_value=True) as published,
+        pytest.raises(OperationalError),
+    ):
+        process_ready()
+
+    # then: besides the task's own retries, a worker is woken once the batch's claim has run
+    # out, so its orders do not wait for beat (which may be down too)
+    assert [(c.args[0], c.kwargs.get("countdown")) for c in published.call_args_list] == [
+        (PROCESS_READY, settings.ORDER_CLAIM_SECONDS + 1)
+    ]
+    # and that worker finds them ready and finishes them
+    Order.objects.filter(pk__in=ids(orders)).update(claimed_until=None)  # as if run out
+    with mock.patch("orders.dispatch.publish", return_value=True):
+        assert process_ready() == 2
+    assert set(Order.objects.filter(pk__in=ids(orders)).values_list("status", flat=True)) == {
+        "fulfilled"
+    }
 
 
 def test_a_worker_out_of_time_hands_the_rest_over(placed, settings):
