@@ -53,7 +53,12 @@ class Manager(honcho.manager.Manager):
 
 
 def print_banner_when_healthy(port: str, banner: Path, timeout: float = 600) -> None:
-    url = f"http://127.0.0.1:{port}/api/health/"
+    host = os.environ.get("BIND_ADDRESS", "127.0.0.1")
+    if host in ("0.0.0.0", "::", ""):  # every interface: this machine's is one of them
+        host = "127.0.0.1"
+    elif ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    url = f"http://{host}:{port}/api/health/"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
