@@ -93,6 +93,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     )
 
 
+# Written like DRF's JSONRenderer writes the API's own answers (no spaces).
+COMPACT = {"json_dumps_params": {"separators": (",", ":")}}
+
+
 def _is_api(request) -> bool:
     return request.path.startswith(("/api/", "/orders/"))
 
@@ -100,7 +104,7 @@ def _is_api(request) -> bool:
 def not_found_view(request, exception=None):
     """handler404: JSON under the API's paths, Django's page elsewhere."""
     if _is_api(request):
-        return JsonResponse(error_body("not_found", "Not found."), status=404)
+        return JsonResponse(error_body("not_found", "Not found."), status=404, **COMPACT)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)
@@ -109,7 +113,7 @@ def not_found_view(request, exception=None):
 def bad_request_view(request, exception=None):
     """handler400 (e.g. a Host header not in ALLOWED_HOSTS): JSON under the API's paths."""
     if _is_api(request):
-        return JsonResponse(error_body("bad_request", "Bad request."), status=400)
+        return JsonResponse(error_body("bad_request", "Bad request."), status=400, **COMPACT)
     from django.views.defaults import bad_request
 
     return bad_request(request, exception)
@@ -121,6 +125,7 @@ def permission_denied_view(request, exception=None):
         return JsonResponse(
             error_body("permission_denied", "You do not have permission to perform this action."),
             status=403,
+            **COMPACT,
         )
     from django.views.defaults import permission_denied
 
@@ -133,6 +138,7 @@ def server_error_view(request):
         return JsonResponse(
             error_body("server_error", "An unexpected error occurred; it has been logged."),
             status=500,
+            **COMPACT,
         )
     from django.views.defaults import server_error
 

@@ -92,6 +92,24 @@ def test_a_page_size_is_obeyed_and_a_large_one_is_cut_to_the_maximum(api_client)
     assert len(api_client.get("/api/products/", {"page_size": "100000"}).json()["results"]) == 3
 
 
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", ""])
+def test_a_page_that_is_not_a_whole_number_from_1_is_a_400(api_client, page):
+    message = refused(api_client.get("/api/products/", {"page": page}), "page")
+
+    assert message == "Enter a whole number, 1 or more, or `last`."
+
+
+def test_the_first_and_the_last_page_are_served(api_client):
+    for n in range(3):
+        ProductFactory(sku=f"P-{n}")
+
+    first = api_client.get("/api/products/", {"page": "1", "page_size": "2"})
+    last = api_client.get("/api/products/", {"page": "last", "page_size": "2"})
+
+    assert [p["sku"] for p in first.json()["results"]] == ["P-0", "P-1"]
+    assert [p["sku"] for p in last.json()["results"]] == ["P-2"]
+
+
 def test_a_page_past_the_end_is_still_a_404(api_client):
     response = api_client.get("/api/products/", {"page": "99"})
 
