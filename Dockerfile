@@ -12,8 +12,9 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-# Static files are baked into the image and served by whitenoise from gunicorn.
-RUN python manage.py collectstatic --noinput \
+# Static files are baked into the image and served by whitenoise from gunicorn. (A throwaway
+# key for this one command, so no embedded-demo secret key is baked into the image.)
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && useradd --system --home /app app \
     && chown -R app /app/var
 USER app

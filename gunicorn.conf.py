@@ -9,3 +9,8 @@ from orderproj.logs import gunicorn_logging_config
 
 if os.environ.get("LOG_FORMAT", "json") == "json":
     logconfig_dict = gunicorn_logging_config(fmt="json", level=os.environ.get("LOG_LEVEL", "INFO"))
+
+# gunicorn's control socket (`gunicornc`) defaults to one path per user, ~/.gunicorn/gunicorn.ctl,
+# which a second server on the same machine (another `make run`, the simulators, a test)
+# silently takes over and the first to stop removes. Nothing here uses it.
+control_socket_disable = True
