@@ -21,8 +21,21 @@ class HeartbeatDatabaseScheduler(DatabaseScheduler):
     _last_heartbeat = 0.0
     # Waiting for the database at start: first retry after this long, doubling up to the cap.
     start_retry_first, start_retry_cap = 1.0, 30.0
+    # Set while a scheduler waits: celery's stop handler builds the scheduler again to save
+    # it, and must not wait in turn (nothing has been read, so nothing needs saving).
+    _waiting_for_database = False
 
     def setup_schedule(self) -> None:
+        cls = HeartbeatDatabaseScheduler
+        if cls._waiting_for_database:
+            raise SystemExit(0)
+        cls._waiting_for_database = True
+        try:
+            self._wait_for_database()
+        finally:
+            cls._waiting_for_database = False
+
+    def _wait_for_database(self) -> None:
         delay = self.start_retry_first
         while True:
             try:
@@ -35,9 +48,12 @@ class HeartbeatDatabaseScheduler(DatabaseScheduler):
                     exc,
                     delay,
                 )
-                close_old_connections()
-                time.sleep(delay)
-                delay = min(delay * 2, self.start_retry_cap)
+            close_old_connections()
+            # Read the whole schedule again next time: upstream marks its first read done
+            # before the read, and would otherwise serve the empty schedule it never got.
+            self._initial_read, self._schedule = True, None
+            time.sleep(delay)
+            delay = min(delay * 2, self.start_retry_cap)
 
     def tick(self, *args, **kwargs) -> float:
         interval = super().tick(*args, **kwargs)

@@ -75,6 +75,23 @@ def wake_order_workers(*, countdown: float | None = None) -> bool:
     return publish(PROCESS_READY, args=[], countdown=countdown)
 
 
+# Set while a wake-up for when the claims of a failed batch run out is on its way.
+WAKE_AFTER_CLAIMS_PENDING = "orders:wake-after-claims-pending"
+
+
+def wake_order_workers_after_claims() -> bool:
+    """Wake a worker once a claim taken now has run out (ORDER_CLAIM_SECONDS): a batch that
+    could not release its orders leaves them to it. One at a time across all workers, so a
+    long outage that fails batch after batch does not multiply wake-ups."""
+    seconds = settings.ORDER_CLAIM_SECONDS
+    try:
+        if not cache.add(WAKE_AFTER_CLAIMS_PENDING, 1, timeout=seconds):
+            return True
+    except Exception as exc:  # no cache (Redis away): publish anyway
+        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+    return publish(PROCESS_READY, args=[], countdown=seconds + 1)
+
+
 def wake_taken() -> None:
     """A worker took the wake-up: the next new order wakes one again."""
     try:

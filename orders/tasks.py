@@ -13,6 +13,7 @@ from orders.dispatch import (
     PURGE_IDEMPOTENCY_KEYS,
     RECONCILE,
     wake_order_workers,
+    wake_order_workers_after_claims,
     wake_taken,
 )
 from orders.idempotency import idempotency_key_purge
@@ -44,7 +45,7 @@ def process_ready() -> int:
     how many orders it advanced."""
     wake_taken()
     deadline = time.monotonic() + settings.ORDER_BATCH_TIME_BUDGET_SECONDS
-    advanced, waits = 0, []
+    advanced, waits, holding = 0, [], False
     try:
         while True:
             with orders_held(
@@ -52,17 +53,23 @@ def process_ready() -> int:
             ) as batch:
                 if not batch:
                     break
+                holding = True
                 steps = orders_advance(batch)
+            holding = False
             advanced += len(batch)
             waits += [s.retry_in for s in steps.values() if not s.done and s.retry_in]
             if time.monotonic() >= deadline:
                 wake_order_workers()  # out of time, and orders may still be ready: hand over
                 break
     except DATABASE_ERRORS["autoretry_for"]:
-        # The database went away mid-batch: the batch's orders stay claimed until the claim
-        # runs out (it could not be released). This task's retries may all come sooner, so a
-        # worker is woken for then, whether or not beat is there to do it.
-        wake_order_workers(countdown=settings.ORDER_CLAIM_SECONDS + 1)
+        if holding:
+            # The database went away mid-batch: the batch's orders stay claimed until the
+            # claim runs out (it could not be released), and this task's retries may all
+            # come sooner, so a worker is woken for then, whether or not beat is there to do
+            # it. One such wake-up per claim period, however many batches failed.
+            wake_order_workers_after_claims()
+        if waits:
+            wake_order_workers(countdown=min(waits))
         raise
     if waits:
         wake_order_workers(countdown=min(waits))

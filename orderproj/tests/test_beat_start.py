@@ -2,6 +2,7 @@
 the wrong order) waits for it instead of exiting, then schedules as usual: a real beat
 process, the database behind a port that refuses connections until it is opened."""
 
+import signal
 import time
 
 import pytest
@@ -28,10 +29,11 @@ def test_beat_started_while_the_database_is_down_waits_for_it(worker_env, tmp_pa
     # when: beat starts
     beat = BeatProcess(env, log_path=log)
     try:
+        # (twice: a second read of the schedule is not the first one upstream)
         wait_for(
-            lambda: "the database is unavailable" in log.read_text(),
+            lambda: log.read_text().count("the database is unavailable") >= 2,
             timeout=30,
-            message="beat to report the database unavailable",
+            message="beat to report the database unavailable twice",
         )
         assert beat.proc.poll() is None, log.read_text()  # waiting, not gone
 
@@ -49,3 +51,26 @@ def test_beat_started_while_the_database_is_down_waits_for_it(worker_env, tmp_pa
     finally:
         beat.stop()
         database.close()
+
+
+def test_beat_waiting_for_the_database_stops_at_once_when_asked(worker_env, tmp_path):
+    # given: beat waiting for a database that does not answer
+    settings = connection.settings_dict
+    database = TcpForwarder((settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)))
+    env = {**worker_env, "DATABASE_URL": database_url({**settings, "PORT": database.port})}
+    log = tmp_path / "beat.log"
+    beat = BeatProcess(env, log_path=log)
+    try:
+        wait_for(
+            lambda: "the database is unavailable" in log.read_text(),
+            timeout=30,
+            message="beat to report the database unavailable",
+        )
+
+        # when: it is stopped as a supervisor does
+        beat.proc.send_signal(signal.SIGTERM)
+
+        # then: it ends at once, cleanly, without waiting for the database first
+        assert beat.proc.wait(timeout=10) == 0, log.read_text()
+    finally:
+        beat.stop()

@@ -8,13 +8,19 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.cache import cache
 from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from core.checkpoints import listening
 from inventory.tests.factories import product_in_warehouse
 from orders.claims import orders_claim, orders_held, orders_ready_now
-from orders.dispatch import PROCESS_READY, wake_order_workers, wake_taken
+from orders.dispatch import (
+    PROCESS_READY,
+    WAKE_AFTER_CLAIMS_PENDING,
+    wake_order_workers,
+    wake_taken,
+)
 from orders.models import Order
 from orders.tasks import process_ready
 from orders.tests.helpers import place_order
@@ -261,20 +267,22 @@ def test_a_worker_advances_the_ready_orders_and_wakes_one_for_the_soonest_retry(
 
 
 def test_a_batch_the_database_failed_wakes_a_worker_for_when_its_claim_runs_out(placed, settings):
-    # given: the database goes away while a batch runs (as PostgreSQL restarting does)
+    # given: the database goes away while batches run (as PostgreSQL restarting does)
+    cache.delete(WAKE_AFTER_CLAIMS_PENDING)
     orders = placed(2)
     fault = OperationalError("terminating connection due to administrator command")
 
-    # when
+    # when: a batch fails, and another fails again before its claim would run out
     with (
-        Inject("payment.charge.start", raise_(fault)),
+        Inject("payment.charge.start", raise_(fault), times=2),
         mock.patch("orders.dispatch.publish", return_value=True) as published,
-        pytest.raises(OperationalError),
     ):
-        process_ready()
+        for _ in range(2):
+            with pytest.raises(OperationalError):
+                process_ready()
 
-    # then: besides the task's own retries, a worker is woken once the batch's claim has run
-    # out, so its orders do not wait for beat (which may be down too)
+    # then: besides the tasks' own retries, one worker is woken once the claim has run out,
+    # so the orders do not wait for beat (which may be down too), and no more than one
     assert [(c.args[0], c.kwargs.get("countdown")) for c in published.call_args_list] == [
         (PROCESS_READY, settings.ORDER_CLAIM_SECONDS + 1)
     ]
@@ -285,6 +293,25 @@ def test_a_batch_the_database_failed_wakes_a_worker_for_when_its_claim_runs_out(
     assert set(Order.objects.filter(pk__in=ids(orders)).values_list("status", flat=True)) == {
         "fulfilled"
     }
+    cache.delete(WAKE_AFTER_CLAIMS_PENDING)
+
+
+def test_a_worker_whose_claim_itself_failed_asks_for_no_later_wake_up(placed):
+    # given: the database gone before anything is claimed (a wake-up that comes during an
+    # outage): its orders are claimed by no one, so nothing waits for a claim to run out
+    cache.delete(WAKE_AFTER_CLAIMS_PENDING)
+    placed(1)
+    fault = OperationalError("connection failed")
+
+    with (
+        mock.patch("orders.tasks.orders_held", side_effect=fault),
+        mock.patch("orders.dispatch.publish", return_value=True) as published,
+        pytest.raises(OperationalError),
+    ):
+        process_ready()
+
+    # then: only the task's own retry (Celery's), no wake-up that would multiply them
+    assert published.call_args_list == []
 
 
 def test_a_worker_out_of_time_hands_the_rest_over(placed, settings):
