@@ -5,6 +5,7 @@ with IMMEDIATE transactions, and Celery's filesystem transport as a broker that 
 server. With the URLs set it is the production stack: PostgreSQL (psycopg 3) and Redis.
 """
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -35,15 +36,20 @@ def _embedded_secret_key() -> str:
     agree: the first to link its file into place wins."""
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        draft = VAR_DIR / f".secret_key.{os.getpid()}"
-        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        draft = VAR_DIR / f".secret_key.{secrets.token_hex(8)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             f.write(secrets.token_urlsafe(50))
         try:
             os.link(draft, path)
         except FileExistsError:
             pass
+        except OSError:  # a filesystem without hard links: the first to create it wins
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(draft.read_text())
         finally:
-            draft.unlink()
+            draft.unlink(missing_ok=True)
     return path.read_text().strip()
 
 

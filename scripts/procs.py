@@ -9,8 +9,8 @@ things its command line cannot do:
 - Once GET /api/health/ answers 200 (web, database, broker, a worker and beat all up), the
   banner seed_demo wrote (URLs, logins, tokens, the first order's curl) is printed again, so
   it stands under the start-up output instead of scrolling away above it.
-- A stop asked for, in which every process ended within the grace time, exits 0; honcho
-  would exit 130 (143 for SIGTERM) whatever happened.
+- A stop asked for, in which every process ended cleanly within the grace time, exits 0;
+  honcho would exit 130 (143 for SIGTERM) whatever happened, a crash before it included.
 
 Usage: procs.py PROCFILE PORT BANNER_FILE
 """
@@ -51,6 +51,17 @@ class Manager(honcho.manager.Manager):
         self.killed = True
         super().kill()
 
+    def exit_code(self) -> int:
+        """0 for a stop that was asked for (Ctrl-C, SIGTERM) in which every process ended by
+        itself, cleanly or by the SIGTERM it was sent; otherwise the first process's failure
+        (honcho's own code is 130 or 143 for any stop it was signalled during)."""
+        codes = [p.get("returncode") for p in self._processes.values()]
+        clean = {0, -signal.SIGTERM, -signal.SIGINT}
+        if self.returncode in STOPPED_BY_SIGNAL and not self.killed and set(codes) <= clean:
+            return 0
+        failed = [code for code in codes if code not in clean and code is not None]
+        return failed[0] if failed and failed[0] > 0 else self.returncode or 1
+
 
 def print_banner_when_healthy(port: str, banner: Path, timeout: float = 600) -> None:
     host = os.environ.get("BIND_ADDRESS", "127.0.0.1")
@@ -83,9 +94,7 @@ def main(procfile: str, port: str, banner: str) -> int:
         target=print_banner_when_healthy, args=(port, Path(banner)), daemon=True
     ).start()
     manager.loop()
-    if manager.returncode in STOPPED_BY_SIGNAL and not manager.killed:
-        return 0
-    return manager.returncode
+    return manager.exit_code()
 
 
 if __name__ == "__main__":

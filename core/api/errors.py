@@ -6,9 +6,10 @@
 import logging
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -47,6 +48,13 @@ def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
     return error_body(code, message, details)
 
 
+def _user_deleted(context: dict[str, Any]) -> bool:
+    user = getattr(context.get("request"), "user", None)
+    if user is None or not user.is_authenticated:
+        return False
+    return not get_user_model().objects.filter(pk=user.pk).exists()
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF EXCEPTION_HANDLER: maps every exception to the error shape; never lets one escape."""
     if isinstance(exc, Http404):
@@ -71,6 +79,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             headers["Retry-After"] = str(int(exc.wait))
         set_rollback()
         return Response(_api_exception_body(exc), status=exc.status_code, headers=headers)
+
+    if isinstance(exc, IntegrityError) and _user_deleted(context):
+        # A user deleted while a web process still knew their token (TOKEN_CACHE_SECONDS):
+        # what they wrote names no user. They are no longer anyone: 401, as with no token.
+        set_rollback()
+        body = error_body("authentication_failed", "Invalid token.")
+        return Response(body, status=401, headers={"WWW-Authenticate": "Token"})
 
     view = context.get("view")
     if isinstance(exc, (OperationalError, InterfaceError)):

@@ -109,3 +109,43 @@ def test_orders_payments_and_logs_written_before_are_carried_over():
     # the log rows' acting users
     actors = dict(OrderLog.objects.exclude(actor=None).values_list("event", "actor__username"))
     assert actors == {"cancel_refund_unanswered": "alice", "retried": "operator"}
+
+
+@pytest.mark.embedded
+@pytest.mark.django_db(transaction=True)
+def test_payments_abandoned_without_a_charge_before_the_voided_status_are_voided():
+    # given: the schema just before, with payments as that code left them
+    from django.db import transaction
+
+    old = migrate([("payments", "0006_payment_status_voided")])
+    Order, Payment = old.get_model("orders", "Order"), old.get_model("payments", "Payment")
+    customer = get_user_model().objects.create_user("alice")
+
+    def payment(status: str, *, attempts: int, abandoned: bool):
+        with transaction.atomic():
+            placed = Order(customer_id=customer.pk, total=Decimal("10.00"))
+            made = Payment.objects.create(
+                order_id=placed.uid,
+                amount=Decimal("10.00"),
+                status=status,
+                attempts=attempts,
+                abandoned_at=timezone.now() if abandoned else None,
+            )
+            placed.payment = made
+            placed.save()
+        return made.pk
+
+    never_charged = payment("pending", attempts=0, abandoned=True)
+    still_wanted = payment("pending", attempts=0, abandoned=False)
+    charge_requested = payment("not_charged", attempts=1, abandoned=True)
+
+    # when
+    new = migrate(leaf_nodes())
+
+    # then: only the abandoned one that was never charged is voided
+    statuses = dict(new.get_model("payments", "Payment").objects.values_list("pk", "status"))
+    assert statuses == {
+        never_charged: "voided",
+        still_wanted: "pending",
+        charge_requested: "not_charged",
+    }

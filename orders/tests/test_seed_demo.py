@@ -59,3 +59,15 @@ def test_the_demo_passwords_are_shown_on_every_run(capsys):
 
     assert "user admin / admin" in again and "user customer / customer" in again
     assert get_user_model().objects.get(username="admin").check_password("admin")
+
+
+def test_a_password_changed_since_the_first_seed_is_not_shown_as_the_demo_one(capsys):
+    seed(capsys)
+    admin = get_user_model().objects.get(username="admin")
+    admin.set_password("something-else")
+    admin.save()
+
+    again = seed(capsys)
+
+    assert "user admin / (changed since first seeded)" in again
+    assert "user customer / customer" in again

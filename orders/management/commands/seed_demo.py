@@ -110,6 +110,8 @@ class Command(BaseCommand):
                 logins[username] = password
             elif not password:
                 logins[username] = "(as first seeded)"
+            elif not user.check_password(password):  # kept: it was changed since
+                logins[username] = "(changed since first seeded)"
             else:  # the well-known demo passwords are shown again; others are not repeated
                 logins[username] = password if password == username else "(as given)"
             tokens[username] = Token.objects.get_or_create(user=user)[0].key
