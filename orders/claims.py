@@ -56,6 +56,7 @@ def orders_claim(*, limit: int, seconds: float, now: datetime | None = None) -> 
         when(now),
         limit,
     ]
+    checkpoint("orders.claiming")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = [pk for (pk,) in cursor.fetchall()]

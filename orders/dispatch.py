@@ -63,15 +63,23 @@ def enqueue_order_fulfilment(order_id: int, *, countdown: float | None = None) -
 WAKE_PENDING = "orders:wake-pending"
 
 
+def _first_to_ask(key: str, *, seconds: float) -> bool:
+    """Whether no other wake-up of this kind is on its way (one is now, for `seconds`); with
+    no cache to tell (Redis away), yes: a wake-up too many is harmless, one too few is not."""
+    try:
+        return cache.add(key, 1, timeout=seconds)
+    except Exception as exc:
+        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+        return True
+
+
 def wake_order_workers(*, countdown: float | None = None) -> bool:
     """Wake a worker to take up ready orders (orders.tasks.process_ready), now or in
     `countdown` seconds. A wake-up now is not published when one is on its way already."""
-    if countdown is None:
-        try:
-            if not cache.add(WAKE_PENDING, 1, timeout=settings.ORDER_WAKE_DEBOUNCE_SECONDS):
-                return True
-        except Exception as exc:  # no cache (Redis away): publish anyway
-            logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+    if countdown is None and not _first_to_ask(
+        WAKE_PENDING, seconds=settings.ORDER_WAKE_DEBOUNCE_SECONDS
+    ):
+        return True
     return publish(PROCESS_READY, args=[], countdown=countdown)
 
 
@@ -84,11 +92,8 @@ def wake_order_workers_after_claims() -> bool:
     could not release its orders leaves them to it. One at a time across all workers, so a
     long outage that fails batch after batch does not multiply wake-ups."""
     seconds = settings.ORDER_CLAIM_SECONDS
-    try:
-        if not cache.add(WAKE_AFTER_CLAIMS_PENDING, 1, timeout=seconds):
-            return True
-    except Exception as exc:  # no cache (Redis away): publish anyway
-        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+    if not _first_to_ask(WAKE_AFTER_CLAIMS_PENDING, seconds=seconds):
+        return True
     return publish(PROCESS_READY, args=[], countdown=seconds + 1)
 
 

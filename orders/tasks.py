@@ -68,11 +68,10 @@ def process_ready() -> int:
             # come sooner, so a worker is woken for then, whether or not beat is there to do
             # it. One such wake-up per claim period, however many batches failed.
             wake_order_workers_after_claims()
-        if waits:
-            wake_order_workers(countdown=min(waits))
         raise
-    if waits:
-        wake_order_workers(countdown=min(waits))
+    finally:
+        if waits:  # the batches that ended wait for a retry: a worker is woken for the first
+            wake_order_workers(countdown=min(waits))
     return advanced
 
 

@@ -1,12 +1,14 @@
 """Real collaborators for tests: the simulators served over HTTP, and Celery workers run as
 separate processes against the test database and the real broker."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -213,6 +215,22 @@ class BeatProcess(ChildProcess):
 
     def __init__(self, env: dict[str, str], *, log_path: Path):
         super().__init__(["beat", "--loglevel", "INFO", "--pidfile", ""], env, log_path=log_path)
+
+
+def queued_tasks(queue: str | None = None) -> list[tuple[str, datetime | None]]:
+    """The tasks waiting in one queue, or in all of them, as the broker holds them: each
+    one's name, and when it is due if it was published with a countdown."""
+    from orderproj.celery import app
+
+    names = [queue] if queue else [q.name for q in app.conf.task_queues]
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        headers = [
+            json.loads(raw)["headers"] for name in names for raw in client.lrange(name, 0, -1)
+        ]
+    return [
+        (h["task"], datetime.fromisoformat(h["eta"]) if h.get("eta") else None) for h in headers
+    ]
 
 
 def queue_length(queue: str | None = None) -> int:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from core.checkpoints import listening
 from inventory.tests.factories import product_in_warehouse
+from orderproj.celery import app as celery_app
 from orders.claims import orders_claim, orders_held, orders_ready_now
 from orders.dispatch import (
     PROCESS_READY,
@@ -26,6 +27,7 @@ from orders.tasks import process_ready
 from orders.tests.helpers import place_order
 from orders.workflow import orders_advance
 from tests.interleave import Inject, raise_
+from tests.live import queued_tasks
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -270,30 +272,29 @@ def test_a_batch_the_database_failed_wakes_a_worker_for_when_its_claim_runs_out(
     # given: the database goes away while batches run (as PostgreSQL restarting does)
     cache.delete(WAKE_AFTER_CLAIMS_PENDING)
     orders = placed(2)
+    celery_app.control.purge()  # their wake-ups
     fault = OperationalError("terminating connection due to administrator command")
 
     # when: a batch fails, and another fails again before its claim would run out
-    with (
-        Inject("payment.charge.start", raise_(fault), times=2),
-        mock.patch("orders.dispatch.publish", return_value=True) as published,
-    ):
+    with Inject("payment.charge.start", raise_(fault), times=2):
         for _ in range(2):
             with pytest.raises(OperationalError):
                 process_ready()
 
     # then: besides the tasks' own retries, one worker is woken once the claim has run out,
     # so the orders do not wait for beat (which may be down too), and no more than one
-    assert [(c.args[0], c.kwargs.get("countdown")) for c in published.call_args_list] == [
-        (PROCESS_READY, settings.ORDER_CLAIM_SECONDS + 1)
-    ]
+    (wake,) = queued_tasks("orders")
+    assert wake[0] == PROCESS_READY
+    due_in = (wake[1] - timezone.now()).total_seconds()
+    assert settings.ORDER_CLAIM_SECONDS < due_in <= settings.ORDER_CLAIM_SECONDS + 1
     # and that worker finds them ready and finishes them
     Order.objects.filter(pk__in=ids(orders)).update(claimed_until=None)  # as if run out
-    with mock.patch("orders.dispatch.publish", return_value=True):
-        assert process_ready() == 2
+    assert process_ready() == 2
     assert set(Order.objects.filter(pk__in=ids(orders)).values_list("status", flat=True)) == {
         "fulfilled"
     }
     cache.delete(WAKE_AFTER_CLAIMS_PENDING)
+    celery_app.control.purge()
 
 
 def test_a_worker_whose_claim_itself_failed_asks_for_no_later_wake_up(placed):
@@ -301,17 +302,14 @@ def test_a_worker_whose_claim_itself_failed_asks_for_no_later_wake_up(placed):
     # outage): its orders are claimed by no one, so nothing waits for a claim to run out
     cache.delete(WAKE_AFTER_CLAIMS_PENDING)
     placed(1)
+    celery_app.control.purge()  # its wake-up
     fault = OperationalError("connection failed")
 
-    with (
-        mock.patch("orders.tasks.orders_held", side_effect=fault),
-        mock.patch("orders.dispatch.publish", return_value=True) as published,
-        pytest.raises(OperationalError),
-    ):
+    with Inject("orders.claiming", raise_(fault)), pytest.raises(OperationalError):
         process_ready()
 
     # then: only the task's own retry (Celery's), no wake-up that would multiply them
-    assert published.call_args_list == []
+    assert queued_tasks() == []
 
 
 def test_a_worker_out_of_time_hands_the_rest_over(placed, settings):
