@@ -17,7 +17,7 @@ from django.db.models import F
 
 from catalog.tests.factories import CategoryFactory
 from inventory.models import WarehouseSyncRun
-from inventory.tests.factories import product_in_warehouse
+from inventory.tests.factories import partial_sync_run, product_in_warehouse
 from orders.models import Order
 from orders.tests.helpers import log_events, place_order
 from tests.live import ROOT
@@ -275,18 +275,9 @@ def test_operator_screens_read_well_on_a_laptop_a_phone_and_in_dark_mode(
     declined = place_order(customer, (product.id, 1))
     wait_for_status(declined.id, "failed")
     WarehouseSyncRun.objects.create(trigger="beat", status="succeeded", pages=1, rows_seen=6)
-    WarehouseSyncRun.objects.create(
-        trigger="beat",
-        status="partial",
-        pages=12,
-        rows_seen=11873,
-        applied=11750,
-        stale_skipped=98,
-        unknown_skus=17,
-        rejected=8,
-        oversold=3,
+    partial_sync_run(
         error="WarehouseUnavailable: GET /stock?page=13 answered 503 Service Unavailable "
-        "after 3 tries; the next run resumes at its cursor",
+        "after 3 tries; the next run resumes at its cursor"
     )
     WarehouseSyncRun.objects.update(finished_at=F("started_at") + timedelta(seconds=4.2))
 

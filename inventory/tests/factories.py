@@ -1,7 +1,7 @@
 import factory
 
 from catalog.tests.factories import ProductFactory
-from inventory.models import StockLevel
+from inventory.models import StockLevel, WarehouseSyncRun
 
 
 class StockLevelFactory(factory.django.DjangoModelFactory):
@@ -22,3 +22,24 @@ def product_in_warehouse(warehouse_sim, on_hand: int, **product_fields):
     product = product_with_stock(on_hand, **product_fields)
     warehouse_sim.set_stock({product.sku: on_hand})
     return product
+
+
+def partial_sync_run(**fields) -> WarehouseSyncRun:
+    """A sync run that stopped short with everything an operator scans for: many rows,
+    skipped ones of each kind, oversold SKUs, and a long error."""
+    return WarehouseSyncRun.objects.create(
+        **{
+            "trigger": "beat",
+            "status": "partial",
+            "pages": 12,
+            "rows_seen": 11873,
+            "applied": 11750,
+            "stale_skipped": 98,
+            "unknown_skus": 17,
+            "rejected": 8,
+            "oversold": 3,
+            "error": "WarehouseUnavailable: GET /stock?page=3 answered 503 Service Unavailable "
+            "after 3 tries, and then the connection was reset",
+            **fields,
+        }
+    )

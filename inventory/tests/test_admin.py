@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from inventory.models import StockLevel, WarehouseSyncRun
-from inventory.tests.factories import StockLevelFactory
+from inventory.tests.factories import StockLevelFactory, partial_sync_run
 from tests.live import queue_length
 
 pytestmark = pytest.mark.django_db
@@ -100,19 +100,7 @@ def sync_runs_columns(page: str) -> list[str]:
 
 
 def test_sync_runs_list_groups_its_figures_so_oversold_and_error_stay_in_view(admin_client):
-    WarehouseSyncRun.objects.create(
-        trigger="beat",
-        status="partial",
-        pages=12,
-        rows_seen=11873,
-        applied=11750,
-        stale_skipped=98,
-        unknown_skus=17,
-        rejected=8,
-        oversold=3,
-        error="WarehouseUnavailable: GET /stock?page=3 answered 503 Service Unavailable after "
-        "3 tries, and then the connection was reset",
-    )
+    partial_sync_run()
 
     page = admin_client.get("/admin/inventory/warehousesyncrun/").content.decode()
 
