@@ -159,23 +159,18 @@ def contrast(a: str, b: str) -> float:
     return (light + 0.05) / (dark + 0.05)
 
 
-def custom_properties(block: str) -> dict[str, str]:
-    return dict(re.findall(r"(--ops-[\w-]+):\s*(#[0-9a-fA-F]{6})", block))
-
-
 def theme_blocks() -> dict[str, dict[str, str]]:
+    """Each theme's colour of every custom property: `light-dark(#light, #dark)`, or one
+    colour for both (Django's admin sets the color-scheme light-dark() reads, for the
+    system's preference and for its theme toggle alike)."""
     css = STYLESHEET.read_text()
-    light = re.search(r':root,\s*html\[data-theme="light"\]\s*\{(.*?)\}', css, re.S)
-    dark_media = re.search(
-        r"@media \(prefers-color-scheme: dark\)\s*\{\s*:root\s*\{(.*?)\}", css, re.S
-    )
-    dark_toggle = re.search(r'html\[data-theme="dark"\]\s*\{(.*?)\}', css, re.S)
-    assert light and dark_media and dark_toggle, "a theme's colours are missing"
-    return {
-        "light": custom_properties(light.group(1)),
-        "dark (system)": custom_properties(dark_media.group(1)),
-        "dark (toggle)": custom_properties(dark_toggle.group(1)),
-    }
+    themes: dict[str, dict[str, str]] = {"light": {}, "dark": {}}
+    colour = r"(#[0-9a-fA-F]{6})"
+    pattern = rf"(--ops-[\w-]+):\s*(?:light-dark\(\s*{colour},\s*{colour}\s*\)|{colour})"
+    for name, light, dark, both in re.findall(pattern, css):
+        themes["light"][name], themes["dark"][name] = (light, dark) if light else (both, both)
+    assert themes["light"], "the theme colours are missing"
+    return themes
 
 
 @pytest.mark.parametrize("tone", TONES)
@@ -188,7 +183,7 @@ def test_every_status_badge_reads_in_light_and_dark(tone):
 
 @pytest.mark.parametrize("outcome", ["done", "failed", "cancelled", "in_flight"])
 def test_every_chart_colour_stands_out_of_both_backgrounds(outcome):
-    page_background = {"light": "#ffffff", "dark (system)": "#121212", "dark (toggle)": "#121212"}
+    page_background = {"light": "#ffffff", "dark": "#121212"}
     for theme, colours in theme_blocks().items():
         fill = colours[f"--ops-chart-{outcome}"]
         assert contrast(fill, page_background[theme]) >= 3, f"{outcome} in {theme}: {fill}"
