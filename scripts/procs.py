@@ -30,7 +30,8 @@ from honcho.compat import ProcessManager
 from honcho.environ import expand_processes, parse_procfile
 from honcho.printer import Printer
 
-STOPPED_BY_SIGNAL = (130, 143)  # honcho's return codes for SIGINT and SIGTERM
+# How a process may end in a clean stop: by itself, or by the SIGTERM (SIGINT) it was sent.
+CLEAN_ENDS = {0, -signal.SIGTERM, -signal.SIGINT}
 
 
 class EachProgram(ProcessManager):
@@ -45,22 +46,17 @@ class Manager(honcho.manager.Manager):
     def __init__(self, printer):
         super().__init__(printer)
         self._procmgr = EachProgram()
-        self.killed = False
-
-    def kill(self):
-        self.killed = True
-        super().kill()
 
     def exit_code(self) -> int:
-        """0 for a stop that was asked for (Ctrl-C, SIGTERM) in which every process ended by
-        itself, cleanly or by the SIGTERM it was sent; otherwise the first process's failure
-        (honcho's own code is 130 or 143 for any stop it was signalled during)."""
+        """0 when every process ended cleanly; else the first failure's code (128 + the
+        signal for one killed, SIGKILL at the end of the grace time included). honcho's own
+        code is 130 or 143 for any stop it was signalled during, a crash before it included."""
         codes = [p.get("returncode") for p in self._processes.values()]
-        clean = {0, -signal.SIGTERM, -signal.SIGINT}
-        if self.returncode in STOPPED_BY_SIGNAL and not self.killed and set(codes) <= clean:
+        failed = [code for code in codes if code not in CLEAN_ENDS]
+        if not failed:
             return 0
-        failed = [code for code in codes if code not in clean and code is not None]
-        return failed[0] if failed and failed[0] > 0 else self.returncode or 1
+        code = failed[0]
+        return 1 if code is None else code if code > 0 else 128 - code
 
 
 def print_banner_when_healthy(port: str, banner: Path, timeout: float = 600) -> None:
