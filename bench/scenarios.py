@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from catalog.models import Product
 from inventory.models import StockLevel
+from inventory.services import stock_open
 from orders.audit import PAID, UNPAID_ENDS, audit
 from orders.models import FINAL_STATUSES, Order, OrderLine, OrderStatus
 
@@ -47,6 +48,7 @@ TABLES = [
     "orders_idempotencykey",
     "orders_order",
     "payments_payment",
+    "inventory_stockmovement",
     "inventory_stocklevel",
     "catalog_productcategory",
     "catalog_product",
@@ -85,9 +87,7 @@ def seed(scenario: Scenario, *, on_hand: int, payment_url: str, warehouse_url: s
     skus = [f"BENCH-{scenario.name.upper()}-{i:05d}" for i in range(scenario.skus)]
     Product.objects.bulk_create([Product(sku=sku, name=sku, price=PRICE) for sku in skus])
     ids = list(Product.objects.order_by("id").values_list("id", flat=True))
-    StockLevel.objects.bulk_create(
-        [StockLevel(product_id=pid, on_hand=on_hand, version=1) for pid in ids]
-    )
+    stock_open(on_hand=dict.fromkeys(ids, on_hand), note="benchmark")
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {', '.join(TABLES)}")
 

@@ -83,6 +83,7 @@ def main() -> None:
 
     from catalog.models import Product
     from inventory.models import StockLevel
+    from inventory.services import stock_open
     from inventory.sync import warehouse_sync
 
     call_command("migrate", verbosity=0)
@@ -91,19 +92,16 @@ def main() -> None:
         print(f"seeding {args.skus:,} products, stock rows and warehouse SKUs ...")
         with connection.cursor() as cursor:
             cursor.execute(
-                "TRUNCATE catalog_product, inventory_stocklevel, "
+                "TRUNCATE catalog_product, inventory_stocklevel, inventory_stockmovement, "
                 "catalog_productcategory, inventory_warehousesyncrun CASCADE"
             )
         skus = [f"BENCH-{i:07d}" for i in range(args.skus)]
         Product.objects.bulk_create(
             [Product(sku=sku, name=sku, price="1.00") for sku in skus], batch_size=10_000
         )
-        StockLevel.objects.bulk_create(
-            [
-                StockLevel(product_id=pid, on_hand=10, version=1)
-                for pid in Product.objects.values_list("id", flat=True)
-            ],
-            batch_size=10_000,
+        stock_open(
+            on_hand=dict.fromkeys(Product.objects.values_list("id", flat=True), 10),
+            note="benchmark",
         )
         warehouse = os.environ["WAREHOUSE_API_URL"]
         for on_hand in (10, 11):  # version 1, then version 2 for every SKU: all newer than ours

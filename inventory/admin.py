@@ -18,7 +18,7 @@ from core.admin import (
     timestamp_column,
 )
 from core.publisher import publisher
-from inventory.models import StockLevel, SyncStatus, WarehouseSyncRun
+from inventory.models import MovementReason, StockLevel, StockMovement, SyncStatus, WarehouseSyncRun
 from inventory.tasks import SYNC_WAREHOUSE
 
 
@@ -35,6 +35,7 @@ class StockLevelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "available",
         "version",
         timestamp_column("updated_at", "Updated at"),
+        "movements",
     ]
     search_fields = ["product__sku", "product__name"]
     list_select_related = ["product"]
@@ -51,7 +52,105 @@ class StockLevelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "committed",
         "available",
         "updated_at",
+        "movements",
     ]
+
+    @admin.display(description="Ledger")
+    def movements(self, level: StockLevel) -> str:
+        """Why the product is at these levels: its movements, the newest first."""
+        url = reverse("admin:inventory_stockmovement_changelist")
+        return format_html('<a href="{}?product__id__exact={}">movements</a>', url, level.pk)
+
+
+REASON_TONES = {
+    MovementReason.OPENING: BadgeTone.MUTED,
+    MovementReason.RESERVE: BadgeTone.INFO,
+    MovementReason.RELEASE: BadgeTone.WARN,
+    MovementReason.COMMIT: BadgeTone.OK,
+    MovementReason.SHIP: BadgeTone.DONE,
+    MovementReason.WAREHOUSE_SYNC: BadgeTone.MUTED,
+    MovementReason.SHIPMENT_ANSWER: BadgeTone.MUTED,
+    MovementReason.OPERATOR: BadgeTone.BAD,
+}
+
+
+def _signed(value: int) -> str:
+    return f"{value:+d}" if value else "0"
+
+
+@admin.register(StockMovement)
+class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The stock ledger: every change of a product's buckets, why and what caused it. Written
+    only with the change itself, so operators only look."""
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    list_display = [
+        "id",
+        timestamp_column("created_at", "At"),
+        "product",
+        "reason_badge",
+        "changes",
+        "levels_after",
+        "cause",
+        "actor",
+    ]
+    list_filter = ["reason", "created_at"]
+    date_hierarchy = "created_at"
+    search_fields = ["product__sku", "=order_id"]
+    search_help_text = "A SKU, or an order's id."
+    list_select_related = ["product", "actor", "sync_run"]
+    show_full_result_count = False  # the ledger grows with every order: no COUNT(*) of it all
+    fields = [
+        "product",
+        "reason",
+        "created_at",
+        "changes",
+        "levels_after",
+        "cause",
+        "actor",
+        "note",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Reason", ordering="reason")
+    def reason_badge(self, movement: StockMovement) -> str:
+        return badge(movement.get_reason_display(), REASON_TONES[movement.reason])
+
+    @admin.display(description="Change")
+    def changes(self, movement: StockMovement) -> str:
+        parts = [
+            f"{name} {_signed(value)}"
+            for name, value in (
+                ("on hand", movement.on_hand_change),
+                ("reserved", movement.reserved_change),
+                ("committed", movement.committed_change),
+            )
+            if value
+        ]
+        return ", ".join(parts) or "-"
+
+    @admin.display(description="Levels after")
+    def levels_after(self, movement: StockMovement) -> str:
+        return format_html(
+            '<span class="ops-nowrap">{} on hand · {} reserved · {} committed</span>'
+            '<br><span class="ops-quiet">{} available</span>',
+            movement.on_hand_after,
+            movement.reserved_after,
+            movement.committed_after,
+            movement.available_after,
+        )
+
+    @admin.display(description="Caused by")
+    def cause(self, movement: StockMovement) -> str:
+        if movement.order_id is not None:
+            url = reverse("admin:orders_order_change", args=[movement.order_id])
+            return format_html('<a href="{}">order {}</a>', url, movement.order_id)
+        if movement.sync_run_id is not None:
+            url = reverse("admin:inventory_warehousesyncrun_change", args=[movement.sync_run_id])
+            return format_html('<a href="{}">sync run {}</a>', url, movement.sync_run_id)
+        return movement.note or "-"
 
 
 ERROR_SHOWN = 80  # characters of a run's error in the list; all of it on hover and on its page

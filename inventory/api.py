@@ -2,16 +2,19 @@
 catalog, not the other way round, so stock is added here)."""
 
 import django_filters
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import IsAdminUser
 
 from catalog.api import ProductSerializer, ProductViewSet
 from catalog.filters import ProductFilter
 from catalog.models import Product
-from core.api.filters import StrictBooleanFilter
+from core.api.filters import IdFilter, StrictBooleanFilter, UtcIsoDateTimeFilter, past_int64
 from core.api.lookups import Int64LookupMixin
-from inventory.models import StockLevel
-from inventory.selectors import product_list_with_stock, stock_level_list
+from inventory.models import MovementReason, StockLevel, StockMovement
+from inventory.selectors import product_list_with_stock, stock_level_list, stock_movements
 
 
 class ProductWithStockSerializer(ProductSerializer):
@@ -82,6 +85,48 @@ class StockLevelFilter(django_filters.FilterSet):
         fields = ["sku", "in_stock"]
 
 
+class StockMovementSerializer(serializers.ModelSerializer):
+    available_after = serializers.IntegerField(read_only=True)
+    actor = serializers.CharField(
+        source="actor.username",
+        default=None,
+        read_only=True,
+        allow_null=True,
+        help_text="The person who made the change; null when the system did.",
+    )
+
+    class Meta:
+        model = StockMovement
+        fields = [
+            "id",
+            "created_at",
+            "reason",
+            "on_hand_change",
+            "reserved_change",
+            "committed_change",
+            "on_hand_after",
+            "reserved_after",
+            "committed_after",
+            "available_after",
+            "order_id",
+            "sync_run_id",
+            "actor",
+            "note",
+        ]
+        read_only_fields = fields
+
+
+class StockMovementFilter(django_filters.FilterSet):
+    reason = django_filters.MultipleChoiceFilter(choices=MovementReason.choices)
+    order_id = IdFilter(help_text="Only the movements of this order.")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = StockMovement
+        fields = ["reason", "order_id", "created_after", "created_before"]
+
+
 class StockLevelViewSet(
     Int64LookupMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -98,3 +143,23 @@ class StockLevelViewSet(
 
     def get_queryset(self):
         return stock_level_list()
+
+
+class StockMovementViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """A product's stock ledger (staff only), the newest first: every change of on_hand,
+    reserved or committed, why (`reason`), what caused it (`order_id`, `sync_run_id`), who
+    (`actor`) and the levels right after it. Filter by reason, order and time."""
+
+    serializer_class = StockMovementSerializer
+    permission_classes = [IsAdminUser]
+    filterset_class = StockMovementFilter
+    filter_backends = [DjangoFilterBackend]  # one order: the newest first
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema's: no product
+            return StockMovement.objects.none()
+        product_id = self.kwargs["product_id"]
+        if past_int64(product_id):
+            raise Http404
+        level = get_object_or_404(StockLevel.objects.all(), product_id=product_id)
+        return stock_movements(product_id=level.product_id)

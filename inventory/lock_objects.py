@@ -19,9 +19,11 @@ def stock_levels_for_update(product_ids: Iterable[int]) -> QuerySet[StockLevel]:
 
 
 def stock_lock_cte(product_ids: Iterable[int]) -> tuple[str, list[int]]:
-    """For a raw statement that changes stock rows: the CTE `locked(id, available, reserved,
-    committed)`, which locks the rows in ascending product id order and gives each one's
-    buckets as they are once locked, and its parameters.
+    """For a raw statement that changes stock rows: the CTE `locked(id, was_available,
+    was_reserved, was_committed)`, which locks the rows in ascending product id order and
+    gives each one's buckets as they are once locked (before the statement changes them; the
+    names differ from the row's own, so that RETURNING may name those unqualified, as SQLite
+    requires), and its parameters.
 
     The statement must join each row it changes to `locked` and judge it by `locked`'s
     values: PostgreSQL then takes every lock through the CTE, in that order, whatever the
@@ -32,7 +34,7 @@ def stock_lock_cte(product_ids: Iterable[int]) -> tuple[str, list[int]]:
     ids = sorted(set(product_ids))
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
     return (
-        "locked(id, available, reserved, committed) AS MATERIALIZED ("
+        "locked(id, was_available, was_reserved, was_committed) AS MATERIALIZED ("
         "SELECT product_id, available, reserved, committed FROM inventory_stocklevel "
         f"WHERE product_id IN ({', '.join(['%s'] * len(ids))}) ORDER BY product_id{lock})",
         ids,

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from catalog.models import Product
 
@@ -102,3 +104,73 @@ class WarehouseSyncRun(models.Model):
         if not self.finished_at:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class MovementReason(models.TextChoices):
+    # The levels a product had when its ledger began (rows that existed before the ledger,
+    # or created by hand for a demo or a test): every product's movements start with one.
+    OPENING = "opening", "Opening balance"
+    RESERVE = "reserve", "Reserved for an order"
+    RELEASE = "release", "Released by an order"  # failed, expired or cancelled
+    COMMIT = "commit", "Committed (paid)"
+    SHIP = "ship", "Shipped"
+    WAREHOUSE_SYNC = "warehouse_sync", "Warehouse sync"
+    SHIPMENT_ANSWER = "shipment_answer", "Shipment answer"  # on_hand from a shipment's answer
+    OPERATOR = "operator", "Set by an operator"
+
+
+class StockMovement(models.Model):
+    """One change of a product's `on_hand`, `reserved` or `committed`, written in the same
+    transaction (and set-based, in the same few statements) as the change itself: the ledger
+    that answers "why is this product at 7?". Each product's changes add up to its levels,
+    and each row's levels are those right after it (audit_stock checks both).
+
+    Rows of one product are in the order their changes were made (by id): each is written
+    while its stock row is locked. Never updated or deleted."""
+
+    id = models.BigAutoField(primary_key=True)
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="movements", db_index=False
+    )  # indexed with id below
+    reason = models.CharField(max_length=16, choices=MovementReason.choices)
+    on_hand_change = models.IntegerField(default=0)
+    reserved_change = models.IntegerField(default=0)
+    committed_change = models.IntegerField(default=0)
+    on_hand_after = models.IntegerField()
+    reserved_after = models.IntegerField()
+    committed_after = models.IntegerField()
+    # The order that caused it. Not a foreign key: inventory does not depend on orders, and
+    # the ledger outlives anything it refers to.
+    order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    sync_run = models.ForeignKey(
+        WarehouseSyncRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="movements",
+        help_text="The warehouse sync run that applied it.",
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The person who did it (empty: the system).",
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["product", "-id"], name="movement_product_recent"),
+            models.Index(fields=["created_at"], name="movement_created_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reason} of product {self.product_id} ({self.pk})"
+
+    @property
+    def available_after(self) -> int:
+        return self.on_hand_after - self.reserved_after - self.committed_after

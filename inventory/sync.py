@@ -102,7 +102,7 @@ def warehouse_sync(
         after = run.cursor or None
         while True:
             page = _fetch(after)
-            batch = stock_apply_warehouse_levels(levels=page.levels)
+            batch = stock_apply_warehouse_levels(levels=page.levels, sync_run_id=run.pk)
             _count_page(run, page, batch, samples)
             if on_page:
                 on_page(run)

@@ -12,6 +12,15 @@ class SkuLevel:
 
 
 @dataclass(frozen=True)
+class ShippedLevel:
+    """A SKU's level as a shipment's answer gave it, and the order that shipment was for
+    (which the stock ledger refers the change to)."""
+
+    order_id: int
+    level: SkuLevel
+
+
+@dataclass(frozen=True)
 class RejectedRow:
     """A row of the warehouse's answer that does not make sense (a negative count, one past
     any integer column, not a number): skipped and reported, never applied."""

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from catalog.api import CategoryViewSet
-from inventory.api import ProductWithStockViewSet, StockLevelViewSet
+from inventory.api import ProductWithStockViewSet, StockLevelViewSet, StockMovementViewSet
 from orderproj.metrics import metrics_view
 from orderproj.views import ApiRootView, HealthView, TokenView, landing
 from orders.api import OrderViewSet
@@ -15,6 +15,9 @@ router.register("products", ProductWithStockViewSet, basename="product")
 router.register("categories", CategoryViewSet, basename="category")
 router.register("orders", OrderViewSet, basename="order")
 router.register("stock", StockLevelViewSet, basename="stock")
+router.register(
+    r"stock/(?P<product_id>[^/.]+)/movements", StockMovementViewSet, basename="stock-movement"
+)
 
 urlpatterns = [
     path("admin/", admin.site.urls),

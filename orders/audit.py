@@ -1,5 +1,6 @@
-"""The invariants of the stock ledger, of payments and of shipments, checked from the outside
-in (manage.py audit_stock)."""
+"""The invariants of stock (the buckets against the orders holding them, and the movements
+against the levels), of payments and of shipments, checked from the outside in
+(manage.py audit_stock)."""
 
 from dataclasses import dataclass, field
 
@@ -7,6 +8,7 @@ from django.db.models import Count, F, Q
 
 from inventory.fulfilment import WarehouseRejected, WarehouseUnavailable, shipped_order_refs
 from inventory.models import StockLevel
+from inventory.selectors import stock_ledger_discrepancies
 from orders.models import Order, OrderStatus
 from orders.selectors import stock_discrepancies
 from payments.models import Payment, PaymentStatus
@@ -41,6 +43,7 @@ def audit(*, with_provider: bool = False) -> AuditResult:
     result = AuditResult(products=StockLevel.objects.count(), orders=Order.objects.count())
     for entry in stock_discrepancies():
         result.violations.extend(f"product {entry.product_id}: {p}" for p in entry.problems)
+    result.violations += stock_ledger_discrepancies()
     result.violations += _payment_violations()
     result.in_doubt = Payment.objects.filter(status__in=[P.IN_DOUBT, P.REFUND_IN_DOUBT]).count()
     if with_provider:

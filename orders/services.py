@@ -15,7 +15,9 @@ from catalog.models import Product
 from core.errors import DomainError
 from core.inserts import Inserted, insert_together
 from inventory.fulfilment import Shipment
+from inventory.models import MovementReason
 from inventory.services import stock_apply_warehouse_levels
+from inventory.types import ShippedLevel
 from orders import events
 from orders.dispatch import wake_order_workers
 from orders.events import report_after_commit
@@ -160,7 +162,11 @@ def order_fulfil(*, order: Order, shipment: Shipment) -> bool:
     levels are recorded and the event logged for an operator.
     """
     product_of = {line.product.sku: line.product_id for line in order_lines(order)}
-    levels = {product_of[lvl.sku]: lvl for lvl in shipment.levels if lvl.sku in product_of}
+    levels = {
+        product_of[lvl.sku]: ShippedLevel(order.pk, lvl)
+        for lvl in shipment.levels
+        if lvl.sku in product_of
+    }
     if order_transition(
         orders=[order],
         event=E.FULFILLED,
@@ -181,5 +187,7 @@ def record_shipped_after_cancel(*, order: Order, shipment: Shipment) -> None:
     order.refresh_from_db(fields=["status", "failure_reason", "cancel_requested_at"])
     if order.status == S.CANCELLED:
         with transaction.atomic():
-            stock_apply_warehouse_levels(levels=shipment.levels)
+            stock_apply_warehouse_levels(
+                levels=shipment.levels, order_id=order.pk, reason=MovementReason.SHIPMENT_ANSWER
+            )
             events.shipped_after_cancel_event(order=order, shipment_id=shipment.shipment_id)

@@ -33,7 +33,7 @@ from inventory.services import (
     stock_reserve,
     stock_ship,
 )
-from inventory.types import SkuLevel
+from inventory.types import ShippedLevel
 from orders.events import report_after_commit
 from orders.lock_objects import orders_for_update
 from orders.models import (
@@ -107,18 +107,19 @@ def transition_for(event: OrderEvent, source: str) -> Transition:
         raise IllegalTransition(event, source) from None
 
 
-def _quantities(orders: list[Order]) -> dict[int, int]:
-    """Units per product over the orders' lines (read in one query for all of them, unless
+def _holds(orders: list[Order]) -> dict[int, dict[int, int]]:
+    """Units per product of each order (its lines read in one query for all of them, unless
     they were loaded already)."""
     prefetch_related_objects(orders, LINES_WITH_PRODUCTS)
-    total: dict[int, int] = defaultdict(int)
+    holds: dict[int, dict[int, int]] = {}
     for order in orders:
+        units = holds[order.pk] = defaultdict(int)
         for line in order.lines.all():
-            total[line.product_id] += line.quantity
-    return total
+            units[line.product_id] += line.quantity
+    return holds
 
 
-def _allocate(orders: list[Order], source: str) -> tuple[list[Order], dict]:
+def _allocate(orders: list[Order], source: str, actor_id: int | None) -> tuple[list[Order], dict]:
     """For a reservation of several orders: those still in `source` with the payment the
     caller read (their rows locked, in id order) that get stock, first come first served by
     id, each all its lines or none; and the shortages of the others."""
@@ -130,27 +131,31 @@ def _allocate(orders: list[Order], source: str) -> tuple[list[Order], dict]:
     allocation = stock_allocate(
         requests=[
             (o.pk, {line.product_id: line.quantity for line in o.lines.all()}) for o in candidates
-        ]
+        ],
+        actor_id=actor_id,
     )
     fit = set(allocation.reserved)
     return [o for o in candidates if o.pk in fit], allocation.short
 
 
 def _stock_change(
-    transition: Transition, moved: list[Order], levels: Mapping[int, SkuLevel] | None
+    transition: Transition,
+    moved: list[Order],
+    levels: Mapping[int, ShippedLevel] | None,
+    actor_id: int | None,
 ) -> None:
     """The stock change that belongs to the transition, for every order moved at once."""
     source, target = transition.source, transition.target
     if target == S.RESERVED:
-        stock_reserve(quantities=_quantities(moved))
+        stock_reserve(orders=_holds(moved), actor_id=actor_id)
     elif source == S.RESERVED and target == S.CONFIRMED:
-        stock_confirm(quantities=_quantities(moved))
+        stock_confirm(orders=_holds(moved), actor_id=actor_id)
     elif source == S.RESERVED:  # failed or cancelled: the reservation is given back
-        stock_release(quantities=_quantities(moved))
+        stock_release(orders=_holds(moved), actor_id=actor_id)
     elif source == S.CONFIRMED and target == S.FULFILLED:
-        stock_ship(quantities=_quantities(moved), levels=levels or {})
+        stock_ship(orders=_holds(moved), levels=levels or {}, actor_id=actor_id)
     elif source == S.CONFIRMED:  # cancelled before shipping
-        stock_release_committed(quantities=_quantities(moved))
+        stock_release_committed(orders=_holds(moved), actor_id=actor_id)
 
 
 _UPDATE_SQL = """
@@ -194,7 +199,7 @@ def order_transition(
     data: dict[str, Any] | None = None,
     data_of: Mapping[int, dict[str, Any]] | None = None,
     message_of: Mapping[int, str] | None = None,
-    levels: Mapping[int, SkuLevel] | None = None,
+    levels: Mapping[int, ShippedLevel] | None = None,
 ) -> Moved:
     """Apply `event` to every order of `orders` that is still in `source` and still holds the
     payment the caller read (`order.payment_id`: a decision made for one payment, say a
@@ -215,6 +220,7 @@ def order_transition(
     transition = transition_for(event, source)
     if not orders:
         return Moved()
+    actor_id = actor.pk if actor is not None else None
     now = timezone.now()
     # A worker may take it up at once for its next step; an order that ended has none.
     extra: dict[str, Any] = {"ready_at": now if transition.target in OPEN_STATUSES else None}
@@ -228,7 +234,7 @@ def order_transition(
     allocating = len(orders) > 1 and transition.target == S.RESERVED
     with transaction.atomic(savepoint=False):
         if allocating:
-            orders, short = _allocate(list(orders), source)  # their stock is reserved
+            orders, short = _allocate(list(orders), source, actor_id)  # their stock is reserved
         elif len(orders) > 1:
             orders_for_update(order.pk for order in orders)
         moved_ids = _guarded_update(transition, orders, now=now, extra=extra) if orders else ()
@@ -238,7 +244,7 @@ def order_transition(
         if not moved:
             return Moved(short=short)
         if not allocating:
-            _stock_change(transition, moved, levels)
+            _stock_change(transition, moved, levels, actor_id)
         if transition.target in (S.FAILED, S.CANCELLED):
             payments_abandon(payment_ids=[order.payment_id for order in moved], now=now)
         OrderLog.objects.bulk_create(

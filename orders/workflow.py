@@ -28,6 +28,7 @@ from inventory.fulfilment import (
     shipments_push,
 )
 from inventory.services import InsufficientStock
+from inventory.types import ShippedLevel
 from orders import events
 from orders.dispatch import enqueue_order_fulfilment
 from orders.models import Order, OrderEvent, OrderStatus
@@ -298,12 +299,12 @@ def _fulfil(orders: list[Order], shipments: dict[int, Shipment], steps: Steps) -
     """confirmed -> fulfilled with the warehouse's answers: the committed units leave once,
     and on_hand/version follow the newest level of each SKU by compare-and-set."""
     product_of = {line.product.sku: line.product_id for o in orders for line in order_lines(o)}
-    levels = {}
-    for shipment in shipments.values():
+    levels: dict[int, ShippedLevel] = {}
+    for order_id, shipment in shipments.items():
         for level in shipment.levels:
             pid = product_of.get(level.sku)
-            if pid is not None and (pid not in levels or level.version > levels[pid].version):
-                levels[pid] = level
+            if pid is not None and (pid not in levels or level.version > levels[pid].level.version):
+                levels[pid] = ShippedLevel(order_id, level)
     moved = order_transition(
         orders=orders,
         event=E.FULFILLED,

@@ -61,6 +61,17 @@ class Int64ModelMultipleChoiceFilter(filters.ModelMultipleChoiceFilter):
     field_class = Int64ModelMultipleChoiceField
 
 
+class IdFilter(filters.NumberFilter):
+    """A whole number within the ids' range (1 to 2**63 - 1); anything else is a 400."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", INT64_MAX)
+        super().__init__(*args, **kwargs)
+
+
 class StrictBooleanField(forms.NullBooleanField):
     """`true`/`false` (or `1`/`0`, any case); anything else is a 400, where Django's
     NullBooleanField would read it as "no filter" and answer everything."""

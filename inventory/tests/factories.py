@@ -1,16 +1,33 @@
 import factory
 
 from catalog.tests.factories import ProductFactory
-from inventory.models import StockLevel, WarehouseSyncRun
+from inventory.models import MovementReason, StockLevel, StockMovement, WarehouseSyncRun
 
 
 class StockLevelFactory(factory.django.DjangoModelFactory):
+    """A stock row that existed before the test, with its ledger's opening balance."""
+
     class Meta:
         model = StockLevel
 
     product = factory.SubFactory(ProductFactory)
     on_hand = 10
     version = 1
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        level = super()._create(model_class, *args, **kwargs)
+        StockMovement.objects.create(
+            product_id=level.product_id,
+            reason=MovementReason.OPENING,
+            on_hand_change=level.on_hand,
+            reserved_change=level.reserved,
+            committed_change=level.committed,
+            on_hand_after=level.on_hand,
+            reserved_after=level.reserved,
+            committed_after=level.committed,
+        )
+        return level
 
 
 def product_with_stock(on_hand: int, **product_fields):

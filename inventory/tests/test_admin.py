@@ -3,9 +3,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import transaction
 
-from inventory.models import StockLevel, WarehouseSyncRun
-from inventory.tests.factories import StockLevelFactory, partial_sync_run
+from inventory.models import StockLevel, StockMovement, WarehouseSyncRun
+from inventory.services import stock_reserve
+from inventory.tests.factories import StockLevelFactory, partial_sync_run, product_with_stock
 from tests.live import queue_length
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +138,42 @@ def test_sync_runs_list_shows_start_times_with_seconds(admin_client):
     assert re.search(r"2026-03-14</span> <span[^>]*>09:26:53</span>", page)
     assert "took 2.50s" in page
     assert "2026-03-14 09:26:55" in detail.content.decode()  # finished_at, on the run's page
+
+
+def test_a_products_ledger_is_one_click_from_its_stock_level_and_filters_by_reason(
+    admin_client, staff_user
+):
+    # given: a product reserved for order 41, and another product's opening balance
+    product = product_with_stock(10, sku="LEDGER-1")
+    product_with_stock(3, sku="OTHER-1")
+    with transaction.atomic():
+        stock_reserve(orders={41: {product.pk: 4}}, actor_id=staff_user.pk)
+
+    # when: an operator follows the link on its stock level
+    level_page = admin_client.get(f"/admin/inventory/stocklevel/{product.pk}/change/")
+    link = f"/admin/inventory/stockmovement/?product__id__exact={product.pk}"
+    assert link in level_page.content.decode()
+    ledger = admin_client.get(link).content.decode()
+
+    # then: its two movements, the newest first, with the change, the levels and the cause
+    assert ledger.count('class="field-id"') == 2
+    assert ledger.index("Reserved for an order") < ledger.index("Opening balance")
+    assert "reserved +4" in ledger and "6 available" in ledger
+    assert 'href="/admin/orders/order/41/change/">order 41</a>' in ledger
+    assert "OTHER-1" not in ledger
+    # filtered by reason, and found by the order's id or the SKU
+    only_reserve = admin_client.get(link + "&reason__exact=reserve").content.decode()
+    assert only_reserve.count('class="field-id"') == 1
+    assert (
+        admin_client.get("/admin/inventory/stockmovement/?q=41")
+        .content.decode()
+        .count('class="field-id"')
+        == 1
+    )
+    by_sku = admin_client.get("/admin/inventory/stockmovement/?q=LEDGER-1").content.decode()
+    assert by_sku.count('class="field-id"') == 2
+    # a movement's page reads, and cannot be changed
+    movement = StockMovement.objects.get(reason="reserve")
+    page = admin_client.get(f"/admin/inventory/stockmovement/{movement.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert staff_user.username in page.content.decode()

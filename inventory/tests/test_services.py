@@ -17,6 +17,8 @@ from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db
 
+ORDER = 1  # the order the stock is moved for (the ledger refers to it)
+
 
 def levels(*levels_):
     return [StockLevel.objects.get(pk=lvl.pk) for lvl in levels_]
@@ -40,7 +42,7 @@ def test_reserve_takes_every_line_or_none():
 
     # when: one line cannot be served
     with pytest.raises(InsufficientStock) as raised, transaction.atomic():
-        stock_reserve(quantities={plenty.product_id: 3, scarce.product_id: 2})
+        stock_reserve(orders={ORDER: {plenty.product_id: 3, scarce.product_id: 2}})
 
     # then: nothing was reserved, and the error names the short line
     assert [lvl.reserved for lvl in levels(plenty, scarce)] == [0, 0]
@@ -52,11 +54,11 @@ def test_reserve_takes_every_line_or_none():
 def test_reserve_confirm_release_move_units_between_buckets():
     level = StockLevelFactory(on_hand=10)
     with transaction.atomic():
-        stock_reserve(quantities={level.product_id: 4})
+        stock_reserve(orders={ORDER: {level.product_id: 4}})
     with transaction.atomic():
-        stock_confirm(quantities={level.product_id: 3})
+        stock_confirm(orders={ORDER: {level.product_id: 3}})
     with transaction.atomic():
-        stock_release(quantities={level.product_id: 1})
+        stock_release(orders={ORDER: {level.product_id: 1}})
 
     (level,) = levels(level)
     assert (level.on_hand, level.reserved, level.committed, level.available) == (10, 0, 3, 7)
@@ -71,7 +73,7 @@ def test_units_released_while_a_reservation_waits_for_the_row_are_reserved():
     def reserve() -> None:
         try:
             with transaction.atomic():
-                stock_reserve(quantities={level.product_id: 1})
+                stock_reserve(orders={ORDER: {level.product_id: 1}})
             outcome["reserved"] = True
         except InsufficientStock as exc:
             outcome["shortages"] = exc.details["shortages"]
@@ -80,7 +82,7 @@ def test_units_released_while_a_reservation_waits_for_the_row_are_reserved():
 
     waiter = threading.Thread(target=reserve)
     with transaction.atomic():
-        stock_release(quantities={level.product_id: 1})
+        stock_release(orders={ORDER: {level.product_id: 1}})
         # when: a reservation starts now (its statement sees the unit held) and waits
         waiter.start()
 
@@ -99,13 +101,13 @@ def test_a_product_without_a_stock_row_has_nothing_available(db):
 
     product = ProductFactory()
     with pytest.raises(InsufficientStock), transaction.atomic():
-        stock_reserve(quantities={product.id: 1})
+        stock_reserve(orders={ORDER: {product.id: 1}})
 
 
 def test_releasing_more_than_reserved_is_refused():
     level = StockLevelFactory(on_hand=10, reserved=1)
     with pytest.raises(StockInvariantViolation), transaction.atomic():
-        stock_release(quantities={level.product_id: 2})
+        stock_release(orders={ORDER: {level.product_id: 2}})
     assert levels(level)[0].reserved == 1
 
 
@@ -113,7 +115,7 @@ def test_releasing_more_than_reserved_is_refused():
 def test_transitions_refuse_to_run_outside_a_transaction():
     level = StockLevelFactory(on_hand=10)
     with pytest.raises(RuntimeError):
-        stock_reserve(quantities={level.product_id: 1})
+        stock_reserve(orders={ORDER: {level.product_id: 1}})
 
 
 def test_database_refuses_negative_buckets():
@@ -146,7 +148,7 @@ def test_two_reservations_listing_their_lines_in_opposite_orders_never_deadlock(
         def run() -> None:
             try:
                 with transaction.atomic():
-                    stock_reserve(quantities=quantities)
+                    stock_reserve(orders={ORDER: quantities})
             except BaseException as exc:  # a deadlock included: reported below
                 errors.append(exc)
             finally:

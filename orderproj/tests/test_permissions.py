@@ -45,6 +45,7 @@ MATRIX = {
     "categories_create": ("POST", "/api/categories/", {"name": "New"}, (401, 403, 403, 201)),
     "stock_list": ("GET", "/api/stock/", None, (401, 403, 403, 200)),
     "stock_retrieve": ("GET", "/api/stock/{product}/", None, (401, 403, 403, 200)),
+    "stock_movements_list": ("GET", "/api/stock/{product}/movements/", None, (401, 403, 403, 200)),
     "orders_list": ("GET", "/api/orders/", None, (401, 200, 200, 200)),
     "orders_create": ("POST", "/api/orders/", ORDER_BODY, (401, 202, 202, 202)),
     "orders_create_legacy": ("POST", "/orders/create", ORDER_BODY, (401, 202, 202, 202)),

@@ -130,8 +130,8 @@ def test_a_set_of_orders_moves_in_one_statement_and_only_those_still_in_the_sour
     # when: all three are reserved as a set, as the one decided for pending orders
     stale = [Order.objects.get(pk=o.pk) for o in orders]
     stale[0].status = OrderStatus.PENDING  # read before the first one moved
-    with django_assert_max_num_queries(8):  # orders locked, lines, stock locked and updated,
-        # orders updated, log rows, BEGIN and COMMIT
+    with django_assert_max_num_queries(9):  # orders locked, lines, stock locked and updated,
+        # its ledger rows, orders updated, log rows, BEGIN and COMMIT
         moved = order_transition(
             orders=stale, event=OrderEvent.RESERVED, source=OrderStatus.PENDING
         )

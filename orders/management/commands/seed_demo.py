@@ -17,6 +17,7 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 from catalog.models import Category, Product
+from inventory.models import MovementReason
 from inventory.services import stock_set_from_warehouse
 from inventory.warehouse import WarehouseClient, WarehouseUnavailable
 
@@ -124,7 +125,13 @@ class Command(BaseCommand):
             categories = [Category.objects.get_or_create(name=n)[0] for n in category_names]
             product.categories.add(*categories)
             # As if the warehouse had reported it (version 1); a later report wins.
-            stock_set_from_warehouse(product_id=product.id, on_hand=on_hand, version=1)
+            stock_set_from_warehouse(
+                product_id=product.id,
+                on_hand=on_hand,
+                version=1,
+                reason=MovementReason.OPERATOR,
+                note="demo stock (seed_demo)",
+            )
             products.append(product)
         return logins, tokens, products[0]
 
