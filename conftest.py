@@ -7,7 +7,14 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.live import PaymentSim, SimulatorServer, WarehouseSim, WorkerProcess, test_database_url
+from tests.live import (
+    PaymentSim,
+    ReceiverSim,
+    SimulatorServer,
+    WarehouseSim,
+    WorkerProcess,
+    test_database_url,
+)
 
 # Retry timings for the workflow in tests: short, so retries happen within a test's time,
 # and the same in this process and in the worker processes the tests start.
@@ -96,6 +103,7 @@ def simulator_server(tmp_path_factory):
 def _workflow_settings(settings, simulator_server):
     """Every test talks to the live simulators with the short test retry timings."""
     from payments.gateway import get_gateway
+    from webhooks.outbox import forget_wanted_types
 
     for name, value in WORKFLOW_TEST_SETTINGS.items():
         setattr(settings, name, value)
@@ -107,8 +115,10 @@ def _workflow_settings(settings, simulator_server):
     settings.PAYMENT_API_URL = simulator_server.payment_url
     settings.WAREHOUSE_API_URL = simulator_server.warehouse_url
     get_gateway.cache_clear()
+    forget_wanted_types()  # subscriptions of earlier tests are gone with their rows
     yield
     get_gateway.cache_clear()
+    forget_wanted_types()
 
 
 @pytest.fixture
@@ -128,6 +138,16 @@ def warehouse_sim(simulator_server) -> WarehouseSim:
     return sim
 
 
+@pytest.fixture
+def receiver_sim(simulator_server) -> ReceiverSim:
+    """The webhook receiver simulator, reset: nothing received, every delivery answered 200,
+    no secret (signatures recorded as unchecked) unless a test says otherwise."""
+    sim = ReceiverSim(simulator_server.receiver_url)
+    sim.reset()
+    sim.configure(seed=1234)
+    return sim
+
+
 @pytest.fixture(scope="session")
 def worker_env(django_db_setup, django_db_blocker, simulator_server) -> dict[str, str]:
     """The environment of a worker process that shares this test session's database."""
@@ -141,6 +161,8 @@ def worker_env(django_db_setup, django_db_blocker, simulator_server) -> dict[str
             "PAYMENT_API_URL": simulator_server.payment_url,
             "WAREHOUSE_API_URL": simulator_server.warehouse_url,
             "CONN_MAX_AGE": "0",
+            # a worker sees the subscriptions a test has just made
+            "WEBHOOK_TYPES_CACHE_SECONDS": "0",
         }
     )
     return env

@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--strict", action="store_true", help="exit 2 when a target is missed")
     add("--out-dir", help="default bench-results (quick: bench-results/quick)")
     add("--quiet", action="store_true", help="no progress bars")
+    add(
+        "--webhook",
+        action="store_true",
+        help="one webhook subscription to every order event, at the receiver simulator; "
+        "reports the delivery lag (docs/webhooks.md)",
+    )
     args = parser.parse_args(argv)
     if args.profile:
         from bench.profiling import Profiler
@@ -318,6 +324,9 @@ class Driver:
             seed,
             series,
             wait_final,
+            webhook_figures,
+            webhook_subscribe,
+            webhooks_pending,
         )
 
         scenario = SCENARIOS[name]
@@ -331,6 +340,10 @@ class Driver:
             payment_url=stack.config.payment_url,
             warehouse_url=stack.config.warehouse_url,
         )
+        if a.webhook:
+            resilient(webhook_subscribe, stack.config.receiver_url)
+            # every process sees it before the first order (WEBHOOK_TYPES_CACHE_SECONDS)
+            time.sleep(5.5)
         self.broker_idle()
         if counting:
             querycount.reset_counts(self.redis)
@@ -354,6 +367,11 @@ class Driver:
             quiet=a.quiet,
             on_tick=tracker.sample,
         )
+        if a.webhook:  # their delivery's CPU counts too
+            deadline = time.monotonic() + a.final_timeout
+            while resilient(webhooks_pending) and time.monotonic() < deadline:
+                tracker.sample()
+                time.sleep(0.5)
         cpu = tracker.result()
         time.sleep(1.1)  # backends flush their statistics at most once a second
         pg_after = resilient(self.pg_stats)
@@ -420,6 +438,9 @@ class Driver:
                 k: round((pg_after[k] - pg_before[k]) / entry["orders"], 2) for k in pg_after
             }
         entry["series"] = series(records, finals, peak["_first"])
+        if a.webhook:
+            entry["webhooks"] = resilient(webhook_figures)
+            print(f"{name}: webhooks {entry['webhooks']}")
         if counting:
             entry.update(query_figures(querycount.read_counts(self.redis), entry["orders"]))
         if profile is not None:
@@ -632,6 +653,9 @@ def violations(result: dict) -> list[str]:
                 found.append(f"{s['name']}: {key} = {s[key]}")
         if not s.get("accepted"):
             found.append(f"{s['name']}: no order was accepted")
+        hooks = s.get("webhooks")
+        if hooks and (hooks["pending"] or hooks["failed"] or hooks["delivered"] < hooks["events"]):
+            found.append(f"{s['name']}: webhook events not all delivered: {hooks}")
     return found
 
 

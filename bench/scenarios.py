@@ -43,6 +43,10 @@ SCENARIOS = {
 
 # Every table an order run writes; TRUNCATE ... CASCADE also takes whatever refers to them.
 TABLES = [
+    "webhooks_attempt",
+    "webhooks_delivery",
+    "webhooks_event",
+    "webhooks_subscription",
     "orders_orderlog",
     "orders_orderline",
     "orders_idempotencykey",
@@ -311,4 +315,46 @@ def invariants(
         "units_sold": sum(sold.values()),
         "stock_units": on_hand,
         "captured_charges": payment_stats["captured"],
+    }
+
+
+def webhook_subscribe(receiver_url: str) -> None:
+    """One subscription to every order event, at the receiver simulator (reset)."""
+    from webhooks.models import EventType, Subscription
+
+    requests.post(f"{receiver_url}/_control/reset", timeout=30).raise_for_status()
+    Subscription.objects.create(
+        url=f"{receiver_url}/hooks/bench",
+        event_types=[t for t in EventType.values if t.startswith("order.")],
+    )
+
+
+def webhooks_pending() -> int:
+    """Events not yet delivered: not dispatched, or with a delivery still pending."""
+    from webhooks.models import Delivery, Event
+
+    return (
+        Event.objects.filter(dispatched_at__isnull=True).count()
+        + Delivery.objects.filter(status="pending").count()
+    )
+
+
+def webhook_figures() -> dict:
+    """How long events took from their commit to their receiver's 2xx (the delivery lag)."""
+    from webhooks.models import Delivery, Event
+
+    lags = [
+        (delivered - created).total_seconds()
+        for delivered, created in Delivery.objects.filter(status="delivered").values_list(
+            "delivered_at", "event__created_at"
+        )
+    ]
+    return {
+        "events": Event.objects.count(),
+        "delivered": len(lags),
+        "failed": Delivery.objects.filter(status="failed").count(),
+        "pending": webhooks_pending(),
+        "lag_p50_ms": ms(percentile(lags, 50)),
+        "lag_p99_ms": ms(percentile(lags, 99)),
+        "lag_max_ms": ms(max(lags, default=None)),
     }

@@ -152,6 +152,10 @@ class StackConfig:
         return f"http://127.0.0.1:{self.sim_port}/sim/payments"
 
     @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}/sim/receiver"
+
+    @property
     def warehouse_url(self) -> str:
         return f"http://127.0.0.1:{self.sim_port}/sim/warehouse"
 

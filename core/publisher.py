@@ -6,10 +6,14 @@ answering), so this Celery app's broker connections have short socket timeouts
 their blocking reads need.
 """
 
+import logging
 from functools import lru_cache
 
 from celery import Celery
 from django.conf import settings
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
 
 
 def broker_is_redis(url: str | None = None) -> bool:
@@ -36,3 +40,21 @@ def publisher() -> Celery:
         "interval_max": 0.1,
     }
     return app
+
+
+def first_to_ask(key: str, *, seconds: float) -> bool:
+    """Whether no other wake-up of this kind is on its way (one is now, for `seconds`); with
+    no cache to tell (Redis away), yes: a wake-up too many is harmless, one too few is not."""
+    try:
+        return cache.add(key, 1, timeout=seconds)
+    except Exception as exc:
+        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+        return True
+
+
+def forget_asked(key: str) -> None:
+    """A worker took the wake-up: the next one is published again."""
+    try:
+        cache.delete(key)
+    except Exception as exc:
+        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)

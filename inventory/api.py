@@ -163,3 +163,9 @@ class StockMovementViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             raise Http404
         level = get_object_or_404(StockLevel.objects.all(), product_id=product_id)
         return stock_movements(product_id=level.product_id)
+
+
+def stock_as_shown(product_ids: list[int]) -> dict[int, dict]:
+    """Stock levels as GET /api/stock/{product_id}/ shows them (webhook bodies)."""
+    levels = stock_level_list().filter(product_id__in=product_ids)
+    return {level.product_id: StockLevelSerializer(level).data for level in levels}

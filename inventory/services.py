@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -20,6 +21,8 @@ from core.errors import Conflict, DomainError
 from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import MovementReason, StockLevel, StockMovement
 from inventory.types import ShippedLevel, SkuLevel
+from webhooks.models import EventType
+from webhooks.outbox import outbox_write
 
 R = MovementReason
 # Units per product for each order a change is made for: {order id: {product id: units}}.
@@ -110,6 +113,20 @@ def _record(
         level[2] -= move.committed
     rows.reverse()
     StockMovement.objects.bulk_create(rows)
+    _record_stock_low(after, running)
+
+
+def _record_stock_low(after: Mapping[int, Levels], before: Mapping[int, list[int]]) -> None:
+    """stock.low for each product whose `available` this change took from above
+    LOW_STOCK_THRESHOLD to at or below it (webhooks), in the change's transaction."""
+    threshold = settings.LOW_STOCK_THRESHOLD
+    crossed = {}
+    for pid, (on_hand, reserved, committed) in after.items():
+        now, was = on_hand - reserved - committed, before[pid][0] - before[pid][1] - before[pid][2]
+        if now <= threshold < was:
+            crossed[pid] = {"available": now, "previous_available": was, "threshold": threshold}
+    if crossed:
+        outbox_write(EventType.STOCK_LOW, crossed)
 
 
 def _totals(orders: Holds) -> dict[int, int]:

@@ -6,10 +6,15 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 
 # Apps not listed come after these and before the plumbing (tokens, users, beat).
-APP_ORDER = ["orders", "inventory", "catalog", "payments"]
+APP_ORDER = ["orders", "inventory", "catalog", "payments", "webhooks"]
 PLUMBING_ORDER = ["authtoken", "auth", "django_celery_beat"]
 # Within an app, the screen an operator opens most comes first; the rest stay alphabetical.
-MODEL_ORDER = {"orders": ["Order"], "inventory": ["StockLevel"], "catalog": ["Product"]}
+MODEL_ORDER = {
+    "orders": ["Order"],
+    "inventory": ["StockLevel", "StockMovement"],
+    "catalog": ["Product"],
+    "webhooks": ["Delivery", "Subscription"],
+}
 
 
 def _app_rank(app_label: str) -> tuple[int, int]:

@@ -44,6 +44,7 @@ from orderproj.ops_state import (
     redis_client,
     task_metrics_read,
 )
+from webhooks.metrics import WebhookCollector
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,12 @@ def build_registry() -> CollectorRegistry:
     # Our own registry: the default one would add this web process's own process metrics,
     # which say little about a deployment of many processes.
     registry = CollectorRegistry(auto_describe=False)
-    for collector in (OrderCollector(), WarehouseSyncCollector(), CeleryCollector()):
+    for collector in (
+        OrderCollector(),
+        WarehouseSyncCollector(),
+        WebhookCollector(),
+        CeleryCollector(),
+    ):
         registry.register(collector)
     return registry
 

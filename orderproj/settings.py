@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI served from our static files, no CDN
     "django_celery_beat",
     "core",
+    "webhooks",
     "catalog",
     "inventory",
     "payments",
@@ -291,6 +292,7 @@ CELERY_TASK_QUEUES = [
     Queue("fulfilment"),  # pushes to the warehouse the first one did not get answered
     Queue("sync"),  # the warehouse stock sync
     Queue("maintenance"),  # the reconciler, the purge of old Idempotency-Keys
+    Queue("webhooks"),  # order events to other systems: a slow receiver never slows orders
 ]
 CELERY_TASK_DEFAULT_QUEUE = "orders"
 CELERY_TASK_ROUTES = {
@@ -300,6 +302,8 @@ CELERY_TASK_ROUTES = {
     "inventory.sync_warehouse": {"queue": "sync"},
     "orders.reconcile": {"queue": "maintenance"},
     "orders.purge_idempotency_keys": {"queue": "maintenance"},
+    "webhooks.deliver": {"queue": "webhooks"},
+    "webhooks.purge": {"queue": "maintenance"},
 }
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_PREFETCH_MULTIPLIER", default=1)
@@ -427,6 +431,28 @@ RECONCILE_TIME_BUDGET_SECONDS = env.int("RECONCILE_TIME_BUDGET_SECONDS", default
 # Every periodic task of the deployment, in one place. Each is created in django-celery-beat's
 # schedule on migrate if it is not there yet (core/schedules.py); after that an operator edits
 # it in the admin (Periodic tasks), and the edit wins over these values.
+# --- Webhooks (docs/webhooks.md) -----------------------------------------------------------
+# A failed delivery is tried again after the base delay, doubling with jitter, up to the
+# maximum attempts (8 over about 4 hours); a subscription failing that long without one
+# delivery getting through for WEBHOOK_DISABLE_AFTER_SECONDS is disabled.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=8)
+WEBHOOK_RETRY_BASE_SECONDS = env.float("WEBHOOK_RETRY_BASE_SECONDS", default=120.0)
+WEBHOOK_DISABLE_AFTER_SECONDS = env.int("WEBHOOK_DISABLE_AFTER_SECONDS", default=86400)
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=2.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=5.0)
+# Deliveries claimed and sent per round, and how many requests are in flight at once.
+WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=8)
+# A worker's claim on the deliveries it sends: one that dies leaves them for this long.
+WEBHOOK_CLAIM_SECONDS = env.int("WEBHOOK_CLAIM_SECONDS", default=60)
+WEBHOOK_TIME_BUDGET_SECONDS = env.float("WEBHOOK_TIME_BUDGET_SECONDS", default=20.0)
+WEBHOOK_WAKE_DEBOUNCE_SECONDS = env.float("WEBHOOK_WAKE_DEBOUNCE_SECONDS", default=0.5)
+# Beat's sweep: delivers what no wake-up brought (a worker that died, a lost publish).
+WEBHOOK_SWEEP_SECONDS = env.int("WEBHOOK_SWEEP_SECONDS", default=15)
+# How long a process trusts its list of the event types subscriptions want.
+WEBHOOK_TYPES_CACHE_SECONDS = env.float("WEBHOOK_TYPES_CACHE_SECONDS", default=5.0)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
+
 PERIODIC_TASKS = {
     "warehouse-sync": {
         "task": "inventory.sync_warehouse",
@@ -450,6 +476,18 @@ PERIODIC_TASKS = {
         "task": "orders.purge_idempotency_keys",
         "every_seconds": 3600,
         "description": "Delete Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_HOURS.",
+    },
+    "deliver-webhooks": {
+        "task": "webhooks.deliver",
+        "every_seconds": WEBHOOK_SWEEP_SECONDS,
+        "description": "Deliver webhook events nobody took up: those of a worker that died, "
+        "retries due.",
+    },
+    "purge-webhook-events": {
+        "task": "webhooks.purge",
+        "every_seconds": 3600,
+        "description": "Delete webhook events older than WEBHOOK_RETENTION_DAYS with nothing "
+        "left to send.",
     },
 }
 

@@ -8,6 +8,7 @@ from inventory.api import ProductWithStockViewSet, StockLevelViewSet, StockMovem
 from orderproj.metrics import metrics_view
 from orderproj.views import ApiRootView, HealthView, TokenView, landing
 from orders.api import OrderViewSet
+from webhooks.api import SubscriptionViewSet
 
 router = DefaultRouter()
 router.APIRootView = ApiRootView
@@ -15,6 +16,7 @@ router.register("products", ProductWithStockViewSet, basename="product")
 router.register("categories", CategoryViewSet, basename="category")
 router.register("orders", OrderViewSet, basename="order")
 router.register("stock", StockLevelViewSet, basename="stock")
+router.register("webhooks", SubscriptionViewSet, basename="webhook")
 router.register(
     r"stock/(?P<product_id>[^/.]+)/movements", StockMovementViewSet, basename="stock-movement"
 )

@@ -327,3 +327,9 @@ class OrderViewSet(
         order = self.get_object()
         page = self.paginate_queryset(selectors.order_logs(order=order))
         return self.get_paginated_response(OrderLogSerializer(page, many=True).data)
+
+
+def orders_as_shown(order_ids: list[int]) -> dict[int, dict]:
+    """Orders as GET /api/orders/{id}/ shows them, by id, read in one go (webhook bodies)."""
+    orders = selectors.orders_shown().filter(pk__in=order_ids)
+    return {order.pk: OrderSerializer(order).data for order in orders}

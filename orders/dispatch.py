@@ -9,9 +9,8 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 
-from core.publisher import publisher
+from core.publisher import first_to_ask, forget_asked, publisher
 
 logger = logging.getLogger(__name__)
 
@@ -63,20 +62,10 @@ def enqueue_order_fulfilment(order_id: int, *, countdown: float | None = None) -
 WAKE_PENDING = "orders:wake-pending"
 
 
-def _first_to_ask(key: str, *, seconds: float) -> bool:
-    """Whether no other wake-up of this kind is on its way (one is now, for `seconds`); with
-    no cache to tell (Redis away), yes: a wake-up too many is harmless, one too few is not."""
-    try:
-        return cache.add(key, 1, timeout=seconds)
-    except Exception as exc:
-        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
-        return True
-
-
 def wake_order_workers(*, countdown: float | None = None) -> bool:
     """Wake a worker to take up ready orders (orders.tasks.process_ready), now or in
     `countdown` seconds. A wake-up now is not published when one is on its way already."""
-    if countdown is None and not _first_to_ask(
+    if countdown is None and not first_to_ask(
         WAKE_PENDING, seconds=settings.ORDER_WAKE_DEBOUNCE_SECONDS
     ):
         return True
@@ -92,14 +81,11 @@ def wake_order_workers_after_claims() -> bool:
     could not release its orders leaves them to it. One at a time across all workers, so a
     long outage that fails batch after batch does not multiply wake-ups."""
     seconds = settings.ORDER_CLAIM_SECONDS
-    if not _first_to_ask(WAKE_AFTER_CLAIMS_PENDING, seconds=seconds):
+    if not first_to_ask(WAKE_AFTER_CLAIMS_PENDING, seconds=seconds):
         return True
     return publish(PROCESS_READY, args=[], countdown=seconds + 1)
 
 
 def wake_taken() -> None:
     """A worker took the wake-up: the next new order wakes one again."""
-    try:
-        cache.delete(WAKE_PENDING)
-    except Exception as exc:
-        logger.warning("wake-up debounce unavailable (%s: %s)", type(exc).__name__, exc)
+    forget_asked(WAKE_PENDING)

@@ -10,11 +10,14 @@ from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 LINES_WITH_PRODUCTS = Prefetch("lines", queryset=OrderLine.objects.select_related("product"))
 
 
+def orders_shown() -> QuerySet[Order]:
+    """Every order, with what the API shows of it."""
+    return Order.objects.select_related("payment", "customer").prefetch_related(LINES_WITH_PRODUCTS)
+
+
 def order_list(*, user) -> QuerySet[Order]:
     """Orders a user may see: their own; staff see every order."""
-    orders = Order.objects.select_related("payment", "customer").prefetch_related(
-        LINES_WITH_PRODUCTS
-    )
+    orders = orders_shown()
     return orders if user.is_staff else orders.filter(customer=user)
 
 

@@ -26,6 +26,8 @@ from orders.selectors import order_lines
 from orders.transitions import order_transition
 from payments.models import Payment
 from payments.services import payment_new
+from webhooks.models import EventType
+from webhooks.outbox import outbox_events
 
 S = OrderStatus
 E = OrderEvent
@@ -89,7 +91,10 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         data={"lines": len(items), "total": str(total)},
         actor=customer,
     )
-    insert_together([payment], [order], lines, [log])
+    event = outbox_events(
+        EventType.ORDER_CREATED, [(Inserted(order), {"status": S.PENDING, "previous_status": ""})]
+    )
+    insert_together([payment], [order], lines, [log], event)
     # The order is returned as created, lines and products included, so that the caller can
     # answer with it without reading back what it has just written.
     prefetched = order.lines.all()

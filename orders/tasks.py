@@ -3,8 +3,8 @@ import time
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
+from core.tasks import DATABASE_ERRORS
 from orders.claims import orders_held
 from orders.dispatch import (
     FULFIL_ORDER,
@@ -22,17 +22,6 @@ from orders.reconciler import reconcile
 from orders.workflow import order_process, order_ship, orders_advance
 
 logger = logging.getLogger(__name__)
-
-
-# The database going away (a restart, a failover) is retried with backoff: every step of the
-# workflow is safe to run again. Our own retries are bounded by the workflow's settings.
-DATABASE_ERRORS = {
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 1,
-    "retry_backoff_max": 30,
-    "retry_jitter": True,
-    "max_retries": None,
-}
 
 
 @shared_task(name=PROCESS_READY, **DATABASE_ERRORS)

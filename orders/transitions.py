@@ -46,6 +46,8 @@ from orders.models import (
 )
 from orders.selectors import LINES_WITH_PRODUCTS
 from payments.services import payments_abandon
+from webhooks.models import EventType
+from webhooks.outbox import outbox_write
 
 S = OrderStatus
 E = OrderEvent
@@ -74,6 +76,14 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(E.RETRIED, S.FAILED, S.PENDING),
 )
 _BY_KEY = {(t.event, t.source): t for t in TRANSITIONS}
+# The event each end of a transition tells other systems of (docs/webhooks.md).
+EVENT_TYPES = {
+    S.RESERVED: EventType.ORDER_RESERVED,
+    S.CONFIRMED: EventType.ORDER_CONFIRMED,
+    S.FAILED: EventType.ORDER_FAILED,
+    S.CANCELLED: EventType.ORDER_CANCELLED,
+    S.FULFILLED: EventType.ORDER_FULFILLED,
+}
 FAILURE_REASONS = {
     E.OUT_OF_STOCK: FailureReason.OUT_OF_STOCK,
     E.PAYMENT_DECLINED: FailureReason.PAYMENT_DECLINED,
@@ -261,6 +271,13 @@ def order_transition(
                 for order in moved
             ]
         )
+        if transition.target in EVENT_TYPES:
+            facts = {
+                "status": transition.target,
+                "previous_status": transition.source,
+                "failure_reason": FAILURE_REASONS.get(event, ""),
+            }
+            outbox_write(EVENT_TYPES[transition.target], {order.pk: facts for order in moved})
     for order in moved:
         order.status = transition.target
         order.failure_reason = FAILURE_REASONS.get(event, "")

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -25,6 +26,8 @@ from payments.gateway import (
     get_gateway,
 )
 from payments.models import ANSWER_REPLACES, CHARGEABLE, Payment, PaymentStatus
+from webhooks.models import EventType
+from webhooks.outbox import outbox_write, wanted_types
 
 S = PaymentStatus
 
@@ -92,14 +95,29 @@ def _move(payment: Payment, *, to: str, allowed_from: Collection[str], **fields)
 
 def _record_answer(payment: Payment, charge: ProviderCharge) -> Payment:
     to = {"captured": S.CAPTURED, "declined": S.DECLINED, "refunded": S.REFUNDED}[charge.status]
-    _move(
-        payment,
-        to=to,
-        allowed_from=ANSWER_REPLACES[to],
-        provider_reference=charge.provider_reference,
-        last_error=charge.decline_reason or "",
-    )
+    with transaction.atomic():
+        moved = _move(
+            payment,
+            to=to,
+            allowed_from=ANSWER_REPLACES[to],
+            provider_reference=charge.provider_reference,
+            last_error=charge.decline_reason or "",
+        )
+        if moved and to == S.REFUNDED and EventType.ORDER_REFUNDED in wanted_types():
+            _record_refunded_event(payment)
     return payment
+
+
+def _record_refunded_event(payment: Payment) -> None:
+    """order.refunded, with the refund's figures, in the refund's own transaction."""
+    order_id = Payment.objects.filter(pk=payment.pk).values_list("order__id", flat=True).get()
+    facts = {
+        "payment_id": payment.pk,
+        "amount": str(payment.amount),
+        "currency": payment.currency,
+        "provider_reference": payment.provider_reference,
+    }
+    outbox_write(EventType.ORDER_REFUNDED, {order_id: facts})
 
 
 def _record_error(payment: Payment, error: Exception) -> None:

@@ -26,8 +26,14 @@ export LOG_FORMAT="${LOG_FORMAT:-plain}"
 # The demo's stock, also handed to the simulated warehouse (it adds only SKUs it lacks).
 export WAREHOUSE_SIM_INITIAL_STOCK="${WAREHOUSE_SIM_INITIAL_STOCK:-${VAR_DIR:-var}/demo-warehouse-stock.json}"
 banner="${VAR_DIR:-var}/banner.txt"
+webhook_secret="${VAR_DIR:-var}/demo-webhook-secret"
 .venv/bin/python manage.py seed_demo --port "$PORT" \
-  --warehouse-stock-file "$WAREHOUSE_SIM_INITIAL_STOCK" --banner-file "$banner"
+  --warehouse-stock-file "$WAREHOUSE_SIM_INITIAL_STOCK" --banner-file "$banner" \
+  --webhook-url "http://127.0.0.1:$PORT/sim/receiver/hooks/demo" \
+  --webhook-secret-file "$webhook_secret"
+# The demo receiver verifies each delivery's signature with the demo subscription's secret.
+RECEIVER_SIM_SECRET="$(cat "$webhook_secret")"
+export RECEIVER_SIM_SECRET
 
 # honcho runs the Procfile; scripts/procs.py gives each process STOP_GRACE_SECONDS to stop and
 # prints the banner again once everything is healthy.

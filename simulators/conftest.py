@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from simulators import payments, warehouse
+from simulators import payments, receiver, warehouse
 from simulators.tests.servers import serve
 
 
@@ -21,6 +21,11 @@ def warehouse_db(tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def receiver_db(tmp_path: Path) -> str:
+    return str(tmp_path / "receiver-sim.sqlite3")
+
+
+@pytest.fixture
 def payment_url(payment_db: str) -> Iterator[str]:
     with serve(payments.create_app(payment_db)) as url:
         yield url
@@ -29,6 +34,12 @@ def payment_url(payment_db: str) -> Iterator[str]:
 @pytest.fixture
 def warehouse_url(warehouse_db: str) -> Iterator[str]:
     with serve(warehouse.create_app(warehouse_db)) as url:
+        yield url
+
+
+@pytest.fixture
+def receiver_url(receiver_db: str) -> Iterator[str]:
+    with serve(receiver.create_app(receiver_db)) as url:
         yield url
 
 

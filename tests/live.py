@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class SimulatorServer:
-    """Both simulators on one threaded werkzeug server on a free port."""
+    """The simulators on one threaded werkzeug server on a free port."""
 
     def __init__(self, var_dir: Path):
         from simulators.wsgi import build_application
@@ -38,13 +38,17 @@ class SimulatorServer:
     def warehouse_url(self) -> str:
         return f"{self.base_url}/sim/warehouse"
 
+    @property
+    def receiver_url(self) -> str:
+        return f"{self.base_url}/sim/receiver"
+
     def stop(self) -> None:
         self.server.shutdown()
 
 
 @dataclass
 class SimulatorControl:
-    """A simulator's control API, common to both: reset, and behaviour settings."""
+    """A simulator's control API, common to all: reset, and behaviour settings."""
 
     url: str
     session: requests.Session = field(default_factory=requests.Session)
@@ -131,6 +135,44 @@ class WarehouseSim(SimulatorControl):
         ).raise_for_status()
 
 
+@dataclass
+class ReceiverSim(SimulatorControl):
+    """Test-side handle on the webhook receiver simulator's control API."""
+
+    def hook_url(self, name: str = "orders") -> str:
+        """Where to deliver webhooks: each delivery is recorded under the hook `name`."""
+        return f"{self.url}/hooks/{name}"
+
+    def script(self, *outcomes: str) -> None:
+        """The next deliveries' answers, in order: ok (200), fail (fail_status), timeout
+        (200 after timeout_delay_ms, too late), slow (200 after slow_ms)."""
+        body = {"outcomes": list(outcomes)}
+        self.session.post(f"{self.url}/_control/script", json=body, timeout=5).raise_for_status()
+
+    def received(self, after_id: int | None = None, webhook_id: str | None = None) -> list[dict]:
+        """Every delivery recorded after `after_id` (of one webhook id, if given), oldest
+        first, every page: id, hook, headers, body, received_at, status, outcome, verified."""
+        records: list[dict] = []
+        params = {"limit": 1000, **({"webhook_id": webhook_id} if webhook_id else {})}
+        while True:
+            if after_id is not None:
+                params["after_id"] = after_id
+            response = self.session.get(f"{self.url}/_control/received", params=params, timeout=5)
+            response.raise_for_status()
+            page = response.json()
+            records.extend(page["results"])
+            after_id = page["next_after_id"]
+            if after_id is None:
+                return records
+
+    def stats(self) -> dict:
+        """received, by_status, by_outcome, webhook_ids (distinct), verified {true, false},
+        script_pending."""
+        response = self.session.get(f"{self.url}/_control/stats", timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+
 def test_database_url(settings_dict: dict) -> str:
     user = settings_dict.get("USER") or "postgres"
     password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
@@ -215,6 +257,26 @@ class BeatProcess(ChildProcess):
 
     def __init__(self, env: dict[str, str], *, log_path: Path):
         super().__init__(["beat", "--loglevel", "INFO", "--pidfile", ""], env, log_path=log_path)
+
+
+def forget_unacked(task: str) -> int:
+    """Drop the messages of `task` a SIGKILLed worker left unacknowledged (kombu would
+    restore them only after its visibility timeout, an hour), so that later tests find the
+    broker idle. Returns how many."""
+    from orderproj.celery import app
+
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        dropped = 0
+        for tag, raw in client.hgetall("unacked").items():
+            message = json.loads(raw)[0]  # kombu keeps [message, exchange, routing key]
+            if isinstance(message, str | bytes):
+                message = json.loads(message)
+            if message["headers"]["task"] == task:
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+                dropped += 1
+        return dropped
 
 
 def queued_tasks(queue: str | None = None) -> list[tuple[str, datetime | None]]:

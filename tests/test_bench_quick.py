@@ -30,6 +30,7 @@ def run_quick_bench(out_dir: Path, timeout: float = 240) -> subprocess.Completed
         "--quick",
         "--quiet",
         "--fresh-db",
+        "--webhook",
         "--out-dir",
         str(out_dir),
     ]
@@ -66,6 +67,9 @@ def test_quick_bench_keeps_every_invariant_in_every_scenario(tmp_path):
         assert s["accepted"] == s["orders"] > 0
         assert s["queries_per_order"] > 0
         assert (tmp_path / f"{s['name']}.png").stat().st_size > 0
+        hooks = s["webhooks"]  # one subscription to every order event: each delivered
+        assert hooks["delivered"] == hooks["events"] >= s["orders"]
+        assert (hooks["failed"], hooks["pending"]) == (0, 0)
     assert scenarios["spread"]["statuses"] == {"fulfilled": scenarios["spread"]["orders"]}
     hot = scenarios["hot"]  # the flash sale sells exactly its stock; the rest are refused
     assert hot["units_sold"] == hot["stock_units"] < hot["orders"]

@@ -63,6 +63,7 @@ def test_index_lists_orders_first_and_the_plumbing_last(admin_client):
         "inventory",
         "catalog",
         "payments",
+        "webhooks",
         "authtoken",
         "auth",
         "django_celery_beat",

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from core.api.parsers import MAX_DEPTH
 from core.api.postman import openapi_schema
 from inventory.tests.factories import product_with_stock
+from webhooks.models import Subscription
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -28,15 +29,20 @@ def operations_taking_a_body() -> list[tuple[str, str]]:
 
 
 def test_a_body_nested_too_deep_is_malformed_on_every_operation_taking_one(staff_client):
-    # given: every operation that takes a body, with a product for the ones that name one
+    # given: every operation that takes a body, with a product (or a webhook subscription) for
+    # the ones that name one
     product = product_with_stock(5)
+    subscription = Subscription.objects.create(
+        url="https://example.com/hooks", event_types=["order.created"]
+    )
     operations = operations_taking_a_body()
     assert ("post", "/api/auth/token/") in operations and ("post", "/api/orders/") in operations
 
     # when: each is sent the deeply nested body, as staff and anonymously
     answers = {}
     for method, path in operations:
-        url = re.sub(r"\{[^}]+\}", str(product.pk), path)
+        named = subscription if path.startswith("/api/webhooks/") else product
+        url = re.sub(r"\{[^}]+\}", str(named.pk), path)
         for who, client in (("staff", staff_client), ("anonymous", APIClient())):
             response = getattr(client, method)(url, DEEP, content_type="application/json")
             answers[(who, method, path)] = (response.status_code, response.json())

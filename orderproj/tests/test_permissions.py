@@ -12,11 +12,13 @@ from catalog.tests.factories import CategoryFactory, ProductFactory
 from core.api.postman import openapi_schema
 from inventory.tests.factories import product_with_stock
 from orders.tests.helpers import place_order
+from webhooks.models import Subscription
 
 ROLES = ("anonymous", "customer", "other", "staff")
 ORDER_BODY = {"items": [{"product_id": "{product}", "quantity": 1}]}
 PRODUCT_BODY = {"sku": "NEW-1", "name": "New", "price": "1.00"}
 
+WEBHOOK_BODY = {"url": "https://example.com/hooks", "event_types": ["order.confirmed"]}
 # The health check is for anyone: 200, or 503 when a dependency is down (here no worker or
 # beat runs), never 401 or 403.
 HEALTH = {200, 503}
@@ -52,6 +54,17 @@ MATRIX = {
     "orders_retrieve": ("GET", "/api/orders/{order}/", None, (401, 200, 404, 200)),
     "orders_logs_list": ("GET", "/api/orders/{order}/logs/", None, (401, 200, 404, 200)),
     "orders_cancel": ("POST", "/api/orders/{order}/cancel/", None, (401, 200, 404, 200)),
+    "webhooks_list": ("GET", "/api/webhooks/", None, (401, 403, 403, 200)),
+    "webhooks_create": ("POST", "/api/webhooks/", WEBHOOK_BODY, (401, 403, 403, 201)),
+    "webhooks_retrieve": ("GET", "/api/webhooks/{webhook}/", None, (401, 403, 403, 200)),
+    "webhooks_update": ("PUT", "/api/webhooks/{webhook}/", WEBHOOK_BODY, (401, 403, 403, 200)),
+    "webhooks_partial_update": (
+        "PATCH",
+        "/api/webhooks/{webhook}/",
+        {"is_active": False},
+        (401, 403, 403, 200),
+    ),
+    "webhooks_destroy": ("DELETE", "/api/webhooks/{spare_webhook}/", None, (401, 403, 403, 204)),
 }
 
 
@@ -75,6 +88,12 @@ def world(customer, other_customer, staff_user):
             "spare": ProductFactory().id,  # no order references it: it can be deleted
             "category": CategoryFactory().id,
             "order": place_order(customer, (product.id, 1)).id,
+            "webhook": Subscription.objects.create(
+                url="http://127.0.0.1:9/hooks", event_types=["order.created"]
+            ).id,
+            "spare_webhook": Subscription.objects.create(
+                url="http://127.0.0.1:9/spare", event_types=["stock.low"]
+            ).id,
         },
         "users": {"customer": customer, "other": other_customer, "staff": staff_user},
     }

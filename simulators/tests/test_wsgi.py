@@ -23,7 +23,7 @@ PROJECT_PACKAGES = (
 )
 
 
-def test_build_application_serves_both_simulators(http, tmp_path: Path):
+def test_build_application_serves_every_simulator(http, tmp_path: Path):
     with serve(wsgi.build_application(str(tmp_path / "var"))) as url:
         payment = http.get(f"{url}/sim/payments/health")
         stock = http.get(f"{url}/sim/warehouse/stock")
@@ -34,6 +34,7 @@ def test_build_application_serves_both_simulators(http, tmp_path: Path):
     assert (elsewhere.status_code, elsewhere.json()["error"]["code"]) == (404, "not_found")
     assert sorted(p.name for p in (tmp_path / "var").glob("*.sqlite3")) == [
         "payment-sim.sqlite3",
+        "receiver-sim.sqlite3",
         "warehouse-sim.sqlite3",
     ]
 

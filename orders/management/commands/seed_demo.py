@@ -20,6 +20,7 @@ from catalog.models import Category, Product
 from inventory.models import MovementReason
 from inventory.services import stock_set_from_warehouse
 from inventory.warehouse import WarehouseClient, WarehouseUnavailable
+from webhooks.models import EventType, Subscription
 
 # sku, name, price, categories, units on hand
 DEMO_PRODUCTS = [
@@ -56,6 +57,16 @@ class Command(BaseCommand):
             "control API (waits up to a minute for it to answer).",
         )
         parser.add_argument(
+            "--webhook-url",
+            help="Also subscribe this URL (the demo's webhook receiver) to every event, "
+            "unless a subscription to it exists.",
+        )
+        parser.add_argument(
+            "--webhook-secret-file",
+            help="Also write that subscription's signing secret to this file, for the "
+            "receiver to verify with (RECEIVER_SIM_SECRET).",
+        )
+        parser.add_argument(
             "--banner-file",
             help="Also write the banner (URLs, logins, tokens, a first order) to this file, "
             "for `make run` to print again once everything is up.",
@@ -70,12 +81,28 @@ class Command(BaseCommand):
         generate_passwords: bool = False,
         warehouse_stock_file: str | None = None,
         warehouse_url: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret_file: str | None = None,
         banner_file: str | None = None,
         **options,
     ):
         if generate_passwords:
             admin_password = customer_password = ""
         logins, tokens, first_product = self._seed(admin_password, customer_password)
+        if webhook_url:
+            subscription, created = Subscription.objects.get_or_create(
+                url=webhook_url,
+                defaults={
+                    "event_types": EventType.values,
+                    "description": "The demo's webhook receiver (simulated), every event.",
+                },
+            )
+            if created:
+                self.stdout.write(f"Subscribed {webhook_url} to every webhook event.")
+            if webhook_secret_file:
+                secret_path = Path(webhook_secret_file)
+                secret_path.write_text(subscription.secret)
+                secret_path.chmod(0o600)
         stock = [{"sku": sku, "on_hand": on_hand} for sku, *_, on_hand in DEMO_PRODUCTS]
         if warehouse_stock_file:
             Path(warehouse_stock_file).write_text(json.dumps(stock))

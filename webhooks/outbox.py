@@ -1,0 +1,62 @@
+"""Writing events to the outbox, in the caller's transaction: the apps call these where a
+change commits (an order's transition, a refund, a stock movement), so an event exists if and
+only if its change does. After the commit the webhooks worker is woken.
+
+Only the types some active subscription wants are written: which ones is read once per
+WEBHOOK_TYPES_CACHE_SECONDS per process (and at once in the process that changes a
+subscription), so a new subscription gets the events of changes made from then on."""
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from webhooks.dispatch import wake_webhook_workers
+from webhooks.models import Event, EventType, Subscription
+
+_wanted: tuple[float, frozenset[str]] | None = None
+
+
+def wanted_types() -> frozenset[str]:
+    """The event types at least one active subscription receives."""
+    global _wanted
+    now = time.monotonic()
+    if _wanted is None or _wanted[0] <= now:
+        rows = Subscription.objects.filter(is_active=True).values_list("event_types", flat=True)
+        types = frozenset(t for row in rows for t in row)
+        _wanted = (now + settings.WEBHOOK_TYPES_CACHE_SECONDS, types)
+    return _wanted[1]
+
+
+def forget_wanted_types(**kwargs) -> None:
+    global _wanted
+    _wanted = None
+
+
+post_save.connect(forget_wanted_types, sender=Subscription)
+post_delete.connect(forget_wanted_types, sender=Subscription)
+
+
+def outbox_events(type: EventType, facts: Sequence[tuple[Any, dict[str, Any]]]) -> list[Event]:
+    """Unsaved events of `type`, one per (subject id, or an Inserted one; what happened) of
+    `facts`, for the caller to insert with its own rows; none when no subscription wants the
+    type. The webhooks worker is woken once the caller's transaction commits."""
+    if not facts or type not in wanted_types():
+        return []
+    now = timezone.now()
+    transaction.on_commit(wake_webhook_workers)
+    return [
+        Event(type=type, subject_id=subject, data=data, created_at=now) for subject, data in facts
+    ]
+
+
+def outbox_write(type: EventType, data_of: Mapping[int, dict[str, Any]]) -> int:
+    """Write events of `type` (one per subject id of `data_of`) in one INSERT, in the
+    caller's transaction; returns how many."""
+    events = outbox_events(type, list(data_of.items()))
+    Event.objects.bulk_create(events)
+    return len(events)

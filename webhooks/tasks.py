@@ -1,0 +1,46 @@
+import logging
+import time
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from core.tasks import DATABASE_ERRORS
+from webhooks.delivery import deliver_batch, next_due_in
+from webhooks.dispatch import DELIVER, PURGE, wake_taken, wake_webhook_workers_in
+from webhooks.models import Event
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name=DELIVER, **DATABASE_ERRORS)
+def deliver() -> int:
+    """Deliver what is due, a batch at a time, until nothing is or
+    WEBHOOK_TIME_BUDGET_SECONDS have passed; then wake a worker for the soonest retry.
+    Published after every commit that wrote events (debounced), for each retry due, and by
+    beat every WEBHOOK_SWEEP_SECONDS (which takes up what a dead worker left). Returns how
+    many requests it sent."""
+    wake_taken()
+    deadline = time.monotonic() + settings.WEBHOOK_TIME_BUDGET_SECONDS
+    sent = 0
+    while True:
+        result = deliver_batch()
+        sent += result.sent
+        if not (result.sent or result.dispatched) or time.monotonic() >= deadline:
+            break
+    due_in = next_due_in()
+    if due_in is not None:
+        wake_webhook_workers_in(due_in)
+    return sent
+
+
+@shared_task(name=PURGE, **DATABASE_ERRORS)
+def purge() -> int:
+    """Forget events older than WEBHOOK_RETENTION_DAYS with nothing left to send (their
+    deliveries and attempts go with them). Returns how many events."""
+    before = timezone.now() - timezone.timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    old = Event.objects.filter(created_at__lt=before).exclude(deliveries__status="pending")
+    deleted, _ = Event.objects.filter(pk__in=old.values("pk")[:10_000]).delete()
+    if deleted:
+        logger.info("purged %s webhook events older than %s", deleted, before.isoformat())
+    return deleted
