@@ -125,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add(
         "--webhook",
         action="store_true",
-        help="one webhook subscription to every order event, at the receiver simulator; "
-        "reports the delivery lag (docs/webhooks.md)",
+        help="one webhook subscription to every order event, at the receiver simulator, "
+        "delivered by a worker of its own (as docker-compose.yml runs it); reports the "
+        "delivery lag (docs/webhooks.md)",
     )
     args = parser.parse_args(argv)
     if args.profile:
@@ -174,6 +175,7 @@ class Driver:
             sim_threads=args.sim_threads,
             log_level=args.log_level,
             extra_env=extra,
+            webhook_worker=args.webhook,
         )
         self.stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.log_dir = args.out_dir / "logs" / self.stamp
@@ -368,10 +370,7 @@ class Driver:
             on_tick=tracker.sample,
         )
         if a.webhook:  # their delivery's CPU counts too
-            deadline = time.monotonic() + a.final_timeout
-            while resilient(webhooks_pending) and time.monotonic() < deadline:
-                tracker.sample()
-                time.sleep(0.5)
+            self.wait_webhooks(webhooks_pending, on_tick=tracker.sample)
         cpu = tracker.result()
         time.sleep(1.1)  # backends flush their statistics at most once a second
         pg_after = resilient(self.pg_stats)
@@ -409,6 +408,8 @@ class Driver:
             entry["half_peak"] = {k: v for k, v in half.items() if not k.startswith("_")}
             records, finals = records + half_load["records"], finals + half["_final"]
             all_ids += half["_ids"]
+        if a.webhook:  # the half-peak phase's events too
+            self.wait_webhooks(webhooks_pending)
         stats = requests.get(f"{stack.config.payment_url}/_control/stats", timeout=60).json()
         entry.update(
             resilient(
@@ -446,6 +447,16 @@ class Driver:
         if profile is not None:
             entry["profile"] = profile
         return entry
+
+    def wait_webhooks(self, pending, on_tick=None) -> None:
+        """Until every event is delivered, or the final timeout."""
+        from bench.scenarios import resilient
+
+        deadline = time.monotonic() + self.args.final_timeout
+        while resilient(pending) and time.monotonic() < deadline:
+            if on_tick:
+                on_tick()
+            time.sleep(0.5)
 
     # --- the whole run -----------------------------------------------------------------------
 

@@ -141,6 +141,9 @@ class StackConfig:
     sim_threads: int = 32
     log_level: str = "INFO"
     count_queries: bool = False  # bench.querycount in web and workers
+    # One more worker process for the webhooks queue alone (one pool process), the others
+    # taking every other queue: docker-compose.yml's split.
+    webhook_worker: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -276,7 +279,9 @@ class Stack:
             self.log_dir,
         )
         include = "bench.tasks,bench.querycount" if c.count_queries else "bench.tasks"
-        for n in range(c.workers):
+        queues = ["orders", "fulfilment", "sync", "maintenance"]  # bench.noop: "orders"
+        for n in range(c.workers + c.webhook_worker):
+            webhooks = n == c.workers
             worker = Proc(
                 f"worker{n}",
                 [
@@ -289,11 +294,16 @@ class Stack:
                     "--pool",
                     c.worker_pool,
                     "--concurrency",
-                    str(c.worker_concurrency),
+                    "1" if webhooks else str(c.worker_concurrency),
                     "--hostname",
                     f"bench{n}@%h",
                     "--include",
                     include,
+                    *(
+                        ["-Q", "webhooks" if webhooks else ",".join(queues)]
+                        if c.webhook_worker
+                        else []
+                    ),
                 ],
                 env,
                 self.log_dir,

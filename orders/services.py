@@ -27,7 +27,7 @@ from orders.transitions import order_transition
 from payments.models import Payment
 from payments.services import payment_new
 from webhooks.models import EventType
-from webhooks.outbox import outbox_events
+from webhooks.outbox import outbox_events, wake_after_commit
 
 S = OrderStatus
 E = OrderEvent
@@ -95,6 +95,8 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
         EventType.ORDER_CREATED, [(Inserted(order), {"status": S.PENDING, "previous_status": ""})]
     )
     insert_together([payment], [order], lines, [log], event)
+    if event:
+        wake_after_commit()
     # The order is returned as created, lines and products included, so that the caller can
     # answer with it without reading back what it has just written.
     prefetched = order.lines.all()

@@ -43,12 +43,11 @@ post_delete.connect(forget_wanted_types, sender=Subscription)
 
 def outbox_events(type: EventType, facts: Sequence[tuple[Any, dict[str, Any]]]) -> list[Event]:
     """Unsaved events of `type`, one per (subject id, or an Inserted one; what happened) of
-    `facts`, for the caller to insert with its own rows; none when no subscription wants the
-    type. The webhooks worker is woken once the caller's transaction commits."""
+    `facts`, for the caller to insert with its own rows, and then to wake the webhooks worker
+    after the commit (`wake_after_commit`); none when no subscription wants the type."""
     if not facts or type not in wanted_types():
         return []
     now = timezone.now()
-    transaction.on_commit(wake_webhook_workers)
     return [
         Event(type=type, subject_id=subject, data=data, created_at=now) for subject, data in facts
     ]
@@ -58,5 +57,13 @@ def outbox_write(type: EventType, data_of: Mapping[int, dict[str, Any]]) -> int:
     """Write events of `type` (one per subject id of `data_of`) in one INSERT, in the
     caller's transaction; returns how many."""
     events = outbox_events(type, list(data_of.items()))
-    Event.objects.bulk_create(events)
+    if events:
+        Event.objects.bulk_create(events)
+        wake_after_commit()
     return len(events)
+
+
+def wake_after_commit() -> None:
+    """Events were written: a webhooks worker takes them up once the transaction commits (at
+    once outside one)."""
+    transaction.on_commit(wake_webhook_workers)

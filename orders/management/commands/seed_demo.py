@@ -110,7 +110,7 @@ class Command(BaseCommand):
             added = _stock_the_warehouse(warehouse_url, stock)
             self.stdout.write(f"The warehouse at {warehouse_url} got {added} demo SKU(s).")
 
-        banner = _banner(f"http://127.0.0.1:{port}", logins, tokens, first_product)
+        banner = _banner(f"http://127.0.0.1:{port}", logins, tokens, first_product, webhook_url)
         self.stdout.write(banner)
         if banner_file:
             Path(banner_file).write_text(banner + "\n")
@@ -189,7 +189,16 @@ def _stock_the_warehouse(url: str, stock: list[dict], wait: float = 60) -> int:
     return len(missing)
 
 
-def _banner(base: str, logins: dict[str, str], tokens: dict[str, str], product) -> str:
+def _banner(
+    base: str,
+    logins: dict[str, str],
+    tokens: dict[str, str],
+    product,
+    webhook_url: str | None = None,
+) -> str:
+    receiver = None  # the demo receiver's record of deliveries, when this server serves it
+    if webhook_url and webhook_url.startswith(base) and "/hooks/" in webhook_url:
+        receiver = webhook_url.split("/hooks/")[0] + "/_control/received"
     return "\n".join(
         [
             "",
@@ -199,6 +208,7 @@ def _banner(base: str, logins: dict[str, str], tokens: dict[str, str], product) 
             f"  Admin:     {base}/admin/       user admin / {logins['admin']}",
             f"  Customer:  user customer / {logins['customer']} (the API token below)",
             f"  Health:    {base}/api/health/",
+            *([f"  Webhooks:  {receiver}   (what the demo receiver got)"] if receiver else []),
             f"  Tokens:    customer  {tokens['customer']}",
             f"             admin     {tokens['admin']}",
             "  First order:",
