@@ -440,7 +440,9 @@ class Driver:
             }
         entry["series"] = series(records, finals, peak["_first"])
         if a.webhook:
-            entry["webhooks"] = resilient(webhook_figures)
+            starts = entry["half_peak_starts_at_s"]
+            half_from = peak["_first"] + starts if starts is not None else None
+            entry["webhooks"] = resilient(webhook_figures, half_from)
             print(f"{name}: webhooks {entry['webhooks']}")
         if counting:
             entry.update(query_figures(querycount.read_counts(self.redis), entry["orders"]))

@@ -339,22 +339,33 @@ def webhooks_pending() -> int:
     )
 
 
-def webhook_figures() -> dict:
-    """How long events took from their commit to their receiver's 2xx (the delivery lag)."""
+def webhook_figures(half_peak_from: float | None = None) -> dict:
+    """How long events took from their commit to their receiver's 2xx (the delivery lag):
+    over the whole scenario (in the peak phase they queue up: the orders come faster than
+    one webhooks worker sends), and for the events of the half-peak phase (from
+    `half_peak_from`, Unix time; the peak's were all delivered before it began). And the
+    rate the deliveries went out at, first event to last 2xx."""
     from webhooks.models import Delivery, Event
 
-    lags = [
+    rows = list(
+        Delivery.objects.filter(status="delivered").values_list("delivered_at", "event__created_at")
+    )
+    lags = [(delivered - created).total_seconds() for delivered, created in rows]
+    half = [
         (delivered - created).total_seconds()
-        for delivered, created in Delivery.objects.filter(status="delivered").values_list(
-            "delivered_at", "event__created_at"
-        )
+        for delivered, created in rows
+        if half_peak_from is not None and created.timestamp() >= half_peak_from
     ]
+    span = (max(d for d, _ in rows) - min(c for _, c in rows)).total_seconds() if rows else None
     return {
         "events": Event.objects.count(),
         "delivered": len(lags),
         "failed": Delivery.objects.filter(status="failed").count(),
         "pending": webhooks_pending(),
+        "delivered_per_s": round(len(rows) / span, 1) if span else None,
         "lag_p50_ms": ms(percentile(lags, 50)),
         "lag_p99_ms": ms(percentile(lags, 99)),
         "lag_max_ms": ms(max(lags, default=None)),
+        "lag_p50_ms_at_half_peak": ms(percentile(half, 50)),
+        "lag_p99_ms_at_half_peak": ms(percentile(half, 99)),
     }

@@ -167,5 +167,6 @@ class StockMovementViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 def stock_as_shown(product_ids: list[int]) -> dict[int, dict]:
     """Stock levels as GET /api/stock/{product_id}/ shows them (webhook bodies)."""
-    levels = stock_level_list().filter(product_id__in=product_ids)
-    return {level.product_id: StockLevelSerializer(level).data for level in levels}
+    levels = list(stock_level_list().filter(product_id__in=product_ids))
+    shown = StockLevelSerializer(levels, many=True).data
+    return {level.product_id: data for level, data in zip(levels, shown, strict=True)}

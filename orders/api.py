@@ -331,5 +331,6 @@ class OrderViewSet(
 
 def orders_as_shown(order_ids: list[int]) -> dict[int, dict]:
     """Orders as GET /api/orders/{id}/ shows them, by id, read in one go (webhook bodies)."""
-    orders = selectors.orders_shown().filter(pk__in=order_ids)
-    return {order.pk: OrderSerializer(order).data for order in orders}
+    orders = list(selectors.orders_shown().filter(pk__in=order_ids))
+    shown = OrderSerializer(orders, many=True).data  # its fields built once for all
+    return {order.pk: data for order, data in zip(orders, shown, strict=True)}
