@@ -129,6 +129,19 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
         timeout=60,
         message="the first order to be processed",
     )
+    # ... and its events reached the demo webhook receiver, each signature verified there
+    received_url = re.search(r"Webhooks:\s+(\S+)", output).group(1)
+
+    def events_received():
+        records = requests.get(received_url, timeout=5).json()["results"]
+        return {json.loads(r["body"])["type"]: r["verified"] for r in records}
+
+    wait_for(
+        lambda: len(events_received()) >= 4,
+        timeout=60,
+        message="the first order's four events at the demo receiver",
+    )
+    assert set(events_received().values()) == {True}
     history = requests.get(
         f"{base}/api/orders/{answer['id']}/logs/",
         timeout=5,
