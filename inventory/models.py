@@ -107,8 +107,9 @@ class WarehouseSyncRun(models.Model):
 
 
 class MovementReason(models.TextChoices):
-    # The levels a product had when its ledger began (rows that existed before the ledger,
-    # or created by hand for a demo or a test): every product's movements start with one.
+    # The levels a product had when its ledger began: rows that existed before the ledger,
+    # or were made in bulk (a benchmark's, an import's). A row made later starts with the
+    # change that made it (a warehouse sync, an operator).
     OPENING = "opening", "Opening balance"
     RESERVE = "reserve", "Reserved for an order"
     RELEASE = "release", "Released by an order"  # failed, expired or cancelled

@@ -452,7 +452,7 @@ WITH incoming(sku, new_on_hand, new_version) AS (VALUES {rows})
 UPDATE inventory_stocklevel AS s
 SET on_hand = incoming.new_on_hand, version = incoming.new_version, updated_at = %s
 FROM incoming JOIN catalog_product AS p ON p.sku = incoming.sku
-WHERE s.product_id = p.id AND s.version < incoming.new_version
+WHERE s.product_id = p.id AND s.version < incoming.new_version AND s.product_id IN ({locked})
 RETURNING product_id, on_hand, reserved, committed
 """
 # Stock rows for products that had none; a row another transaction created meanwhile stays
@@ -505,8 +505,14 @@ def stock_apply_warehouse_levels(
     )
     rows = ", ".join(["(%s, CAST(%s AS integer), CAST(%s AS bigint))"] * len(known))
     params = [value for lvl in known for value in (lvl.sku, lvl.on_hand, lvl.version)]
+    # Only the rows locked above: one another transaction creates meanwhile is left to the
+    # next sync (its creation below does nothing), never changed out of lock order.
+    locked = sorted(before) or [0]
     with connection.cursor() as cursor:
-        cursor.execute(_APPLY_SQL.format(rows=rows), [*params, _now_for_sql()])
+        cursor.execute(
+            _APPLY_SQL.format(rows=rows, locked=", ".join(["%s"] * len(locked))),
+            [*params, _now_for_sql(), *locked],
+        )
         changed = {pid: (on_hand, res, com) for pid, on_hand, res, com in cursor}
     result.applied = len(changed)
     sku_of = {pid: sku for sku, pid in product_ids.items()}

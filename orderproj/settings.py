@@ -427,10 +427,6 @@ RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=500)
 # pass takes up what it did not reach.
 RECONCILE_TIME_BUDGET_SECONDS = env.int("RECONCILE_TIME_BUDGET_SECONDS", default=80)
 
-# --- Periodic tasks (celery-beat) -------------------------------------------------------------
-# Every periodic task of the deployment, in one place. Each is created in django-celery-beat's
-# schedule on migrate if it is not there yet (core/schedules.py); after that an operator edits
-# it in the admin (Periodic tasks), and the edit wins over these values.
 # --- Webhooks (docs/webhooks.md) -----------------------------------------------------------
 # A failed delivery is tried again after the base delay, doubling with jitter, up to the
 # maximum attempts (8 over about 4 hours); a subscription failing that long without one
@@ -453,6 +449,10 @@ WEBHOOK_SWEEP_SECONDS = env.int("WEBHOOK_SWEEP_SECONDS", default=15)
 WEBHOOK_TYPES_CACHE_SECONDS = env.float("WEBHOOK_TYPES_CACHE_SECONDS", default=5.0)
 WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=7)
 
+# --- Periodic tasks (celery-beat) -------------------------------------------------------------
+# Every periodic task of the deployment, in one place. Each is created in django-celery-beat's
+# schedule on migrate if it is not there yet (core/schedules.py); after that an operator edits
+# it in the admin (Periodic tasks), and the edit wins over these values.
 PERIODIC_TASKS = {
     "warehouse-sync": {
         "task": "inventory.sync_warehouse",

@@ -95,11 +95,14 @@ def _move(payment: Payment, *, to: str, allowed_from: Collection[str], **fields)
 
 def _record_answer(payment: Payment, charge: ProviderCharge) -> Payment:
     to = {"captured": S.CAPTURED, "declined": S.DECLINED, "refunded": S.REFUNDED}[charge.status]
+    # A refund is told once: only the answer that moves the payment into `refunded` writes
+    # the event, not a second caller's answer finding it refunded already.
+    allowed = ANSWER_REPLACES[to] - {S.REFUNDED} if to == S.REFUNDED else ANSWER_REPLACES[to]
     with transaction.atomic():
         moved = _move(
             payment,
             to=to,
-            allowed_from=ANSWER_REPLACES[to],
+            allowed_from=allowed,
             provider_reference=charge.provider_reference,
             last_error=charge.decline_reason or "",
         )

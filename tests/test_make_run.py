@@ -85,7 +85,16 @@ def test_make_run_serves_runs_worker_and_beat_and_stops_cleanly(make_run):
     # and health reports both dependencies, the admin login answers, all roles are running
     health = requests.get(f"{base}/api/health/", timeout=5).json()
     assert health["checks"]["database"]["ok"] and health["checks"]["broker"]["ok"]
-    admin = requests.get(f"{base}/admin/login/", timeout=5)
+
+    def admin_login_page():
+        assert proc.poll() is None, log_text(log)[-6000:]  # make run itself must not end
+        try:  # in a list: a Response with an error status is falsy
+            return [requests.get(f"{base}/admin/login/", timeout=5)]
+        except requests.ConnectionError as exc:  # a web worker restarting: the log says why
+            print(f"admin login page: {exc}\n{log_text(log)[-6000:]}")
+            return None
+
+    (admin,) = wait_for(admin_login_page, timeout=30, interval=1, message="the admin login page")
     assert admin.status_code == 200 and "csrfmiddlewaretoken" in admin.text
 
     def roles():

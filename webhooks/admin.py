@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
@@ -16,12 +17,15 @@ from core.admin import (
 from webhooks.delivery import deliveries_redeliver, subscriptions_enable
 from webhooks.dispatch import wake_webhook_workers
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Event, EventType, Subscription
-from webhooks.validation import clean_event_types
+from webhooks.validation import clean_event_types, clean_secret
 
 
 class SubscriptionForm(forms.ModelForm):
     url = forms.URLField(
-        max_length=500, assume_scheme="https", help_text="Where events are POSTed."
+        max_length=500,
+        assume_scheme="https",
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="Where events are POSTed (http or https).",
     )
     event_types = forms.MultipleChoiceField(
         choices=EventType.choices, widget=forms.CheckboxSelectMultiple
@@ -33,6 +37,9 @@ class SubscriptionForm(forms.ModelForm):
 
     def clean_event_types(self):
         return clean_event_types(self.cleaned_data["event_types"])
+
+    def clean_secret(self):
+        return clean_secret(self.cleaned_data["secret"])
 
 
 @admin.register(Subscription)
@@ -52,6 +59,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "disabled_reason",
     ]
     actions = ["enable"]
+
+    def save_model(self, request, obj, form, change):
+        if change and obj.is_active and "is_active" in form.changed_data:  # turned back on
+            obj.failing_since, obj.disabled_at, obj.disabled_reason = None, None, ""
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(wake_webhook_workers)
 
     @admin.display(description="Events")
     def types(self, sub: Subscription) -> str:

@@ -70,7 +70,7 @@ def events_dispatch(*, limit: int) -> int:
     different events (SKIP LOCKED)."""
     with transaction.atomic():
         events = list(
-            Event.objects.select_for_update(skip_locked=True)
+            Event.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(dispatched_at__isnull=True)
             .order_by("id")
             .only("id", "type", "created_at")[:limit]
@@ -99,7 +99,7 @@ def deliveries_claim(*, limit: int, seconds: float) -> list[Delivery]:
     until = now + timedelta(seconds=seconds)
     with transaction.atomic():
         due = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
             .filter(
                 status=DeliveryStatus.PENDING,
                 next_attempt_at__lte=now,
@@ -136,40 +136,50 @@ def _pool() -> urllib3.PoolManager:
 
 
 def _send(delivery: Delivery) -> Outcome:
-    if in_transaction():
-        raise CallInsideTransaction("webhooks are sent after the transaction commits")
+    """One attempt, whatever happens: any failure, to sign as to send, is an outcome, so one
+    bad delivery never costs the others of its round their record. The whole request,
+    answer included, takes at most the two timeouts; at most EXCERPT*4 bytes of the answer
+    are read (a connection left with more unread is closed, not reused)."""
     event, subscription = delivery.event, delivery.subscription
-    headers = {
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        **signed_headers(
-            subscription.secret,
-            webhook_id=str(event.uid),
-            timestamp=int(time.time()),
-            body=event.body,
-        ),
-    }
     started, clock = timezone.now(), time.monotonic()
     checkpoint("webhooks.sending", delivery_id=delivery.pk)
+    response = None
     try:
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **signed_headers(
+                subscription.secret,
+                webhook_id=str(event.uid),
+                timestamp=int(time.time()),
+                body=event.body,
+            ),
+        }
+        connect, read = settings.WEBHOOK_CONNECT_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT
         response = _pool().request(
             "POST",
             subscription.url,
             body=event.body.encode(),
             headers=headers,
             redirect=False,
-            timeout=urllib3.Timeout(
-                connect=settings.WEBHOOK_CONNECT_TIMEOUT, read=settings.WEBHOOK_READ_TIMEOUT
-            ),
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=connect, read=read, total=connect + read),
         )
-    except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a bad URL
+        head = response.read(EXCERPT * 4, decode_content=False)
+    except Exception as exc:  # any failure at all is this attempt's error
+        if response is not None:
+            response.close()
         return Outcome(delivery, started, _ms_since(clock), error=f"{type(exc).__name__}: {exc}")
+    if response.length_remaining:  # more than we read: not worth reading, nor reusing
+        response.close()
+    else:
+        response.release_conn()
     return Outcome(
         delivery,
         started,
         _ms_since(clock),
         status_code=response.status,
-        excerpt=response.data[: EXCERPT * 4].decode(errors="replace")[:EXCERPT],
+        excerpt=head.decode(errors="replace")[:EXCERPT],
     )
 
 
@@ -188,6 +198,8 @@ def deliveries_send(deliveries: list[Delivery]) -> list[Outcome]:
     """Send each (in parallel, WEBHOOK_CONCURRENCY at a time); never inside a transaction."""
     if not deliveries:
         return []
+    if in_transaction():  # here, in the caller's thread: the pool's threads have their own
+        raise CallInsideTransaction("webhooks are sent after the transaction commits")
     workers = min(settings.WEBHOOK_CONCURRENCY, len(deliveries))
     if workers == 1:
         return [_send(d) for d in deliveries]
@@ -197,10 +209,30 @@ def deliveries_send(deliveries: list[Delivery]) -> list[Outcome]:
 
 def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
     """Every attempt, each delivery's new state, and its subscription's: in one transaction.
-    A subscription failing for WEBHOOK_DISABLE_AFTER_SECONDS is disabled."""
+    A subscription failing for WEBHOOK_DISABLE_AFTER_SECONDS is disabled.
+
+    Only the deliveries this worker still holds are recorded: still pending, with its claim's
+    time. Another worker may have taken one whose claim ran out, an operator may have asked
+    for it again, and a deleted subscription takes its deliveries with it; their outcomes here
+    are dropped. Rows are locked deliveries first, then subscriptions, each in id order."""
     result = BatchResult(sent=len(outcomes))
     now = timezone.now()
     with transaction.atomic():
+        claims: dict = defaultdict(list)
+        for outcome in outcomes:
+            claims[outcome.delivery.next_attempt_at].append(outcome.delivery.pk)
+        held = Q()
+        for until, ids in claims.items():  # one claim per round: one term
+            held |= Q(pk__in=ids, next_attempt_at=until)
+        still_held = set(
+            Delivery.objects.select_for_update(of=("self",), no_key=True)
+            .filter(held, status=DeliveryStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        outcomes = [o for o in outcomes if o.delivery.pk in still_held]
+        if not outcomes:
+            return result
         Attempt.objects.bulk_create(
             [
                 Attempt(
@@ -216,33 +248,33 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
             ]
         )
         # The delivered ones in one statement per status code (most often one); each failed
-        # one on its own (its next attempt has its own jitter). Each guarded by the claim
-        # (its next attempt is still when the claim ends): a worker whose claim ran out, and
-        # another took the delivery meanwhile, does not record it too.
-        delivered: dict[int, list[Outcome]] = defaultdict(list)
+        # one on its own (its next attempt has its own jitter).
+        delivered: dict[int, list[int]] = defaultdict(list)
         for outcome in outcomes:
             if outcome.delivered:
-                delivered[outcome.status_code].append(outcome)
+                delivered[outcome.status_code].append(outcome.delivery.pk)
             else:
                 result.failed_for_good += _record_failure(outcome, now)
-        for status_code, group in delivered.items():
-            claims: dict = defaultdict(list)
-            for o in group:
-                claims[o.delivery.next_attempt_at].append(o.delivery.pk)
-            guard = Q()
-            for until, ids in claims.items():  # one claim per round: one term
-                guard |= Q(pk__in=ids, next_attempt_at=until)
-            Delivery.objects.filter(guard, status=DeliveryStatus.PENDING).update(
+        for status_code, ids in delivered.items():
+            Delivery.objects.filter(pk__in=ids).update(
                 status=DeliveryStatus.DELIVERED,
                 delivered_at=now,
                 attempts=F("attempts") + 1,
                 last_status_code=status_code,
                 last_error="",
             )
-            result.delivered += len(group)
+            result.delivered += len(ids)
         succeeded = {o.delivery.subscription_id for o in outcomes if o.delivered}
         failing = {o.delivery.subscription_id for o in outcomes if not o.delivered} - succeeded
-        Subscription.objects.filter(pk__in=succeeded).update(failing_since=None)
+        list(
+            Subscription.objects.select_for_update(no_key=True)
+            .filter(pk__in=succeeded | failing)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Subscription.objects.filter(pk__in=succeeded, failing_since__isnull=False).update(
+            failing_since=None
+        )
         Subscription.objects.filter(pk__in=failing, failing_since__isnull=True).update(
             failing_since=now
         )
@@ -253,7 +285,7 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
 def _record_failure(outcome: Outcome, now: datetime) -> int:
     """A failed attempt: retried later, or given up after WEBHOOK_MAX_ATTEMPTS (1: given
     up)."""
-    delivery, attempts = outcome.delivery, outcome.delivery.attempts + 1
+    attempts = outcome.delivery.attempts + 1
     fields = {
         "attempts": attempts,
         "last_status_code": outcome.status_code,
@@ -264,17 +296,16 @@ def _record_failure(outcome: Outcome, now: datetime) -> int:
         fields["status"] = DeliveryStatus.FAILED
     else:
         fields["next_attempt_at"] = now + timedelta(seconds=retry_delay(attempts))
-    Delivery.objects.filter(
-        pk=delivery.pk, status=DeliveryStatus.PENDING, next_attempt_at=delivery.next_attempt_at
-    ).update(**fields)
+    Delivery.objects.filter(pk=outcome.delivery.pk).update(**fields)
     return int(given_up)
 
 
 def _disable_failing(now: datetime) -> list[int]:
     limit = now - timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
     failing = list(
-        Subscription.objects.select_for_update()
+        Subscription.objects.select_for_update(no_key=True)
         .filter(is_active=True, failing_since__lte=limit)
+        .order_by("pk")
         .values_list("pk", "url", "failing_since")
     )
     for pk, url, since in failing:
@@ -292,12 +323,21 @@ def _disable_failing(now: datetime) -> list[int]:
     return [pk for pk, _, _ in failing]
 
 
+def claim_limit() -> int:
+    """How many deliveries one round may claim: WEBHOOK_BATCH_SIZE, but no more than can be
+    sent within the claim even if every receiver takes its whole timeout. Otherwise, with
+    receivers that all time out, the claims would run out before their outcomes are
+    recorded, and another worker's round would send them again, with no attempt ever
+    counted and no end to the retries."""
+    per_request = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
+    waves = max(int(settings.WEBHOOK_CLAIM_SECONDS * 0.8 // per_request), 1)
+    return max(min(settings.WEBHOOK_BATCH_SIZE, waves * settings.WEBHOOK_CONCURRENCY), 1)
+
+
 def deliver_batch() -> BatchResult:
     """One round: dispatch new events, claim due deliveries, send them, record the outcomes."""
     dispatched = events_dispatch(limit=settings.WEBHOOK_BATCH_SIZE)
-    claimed = deliveries_claim(
-        limit=settings.WEBHOOK_BATCH_SIZE, seconds=settings.WEBHOOK_CLAIM_SECONDS
-    )
+    claimed = deliveries_claim(limit=claim_limit(), seconds=settings.WEBHOOK_CLAIM_SECONDS)
     result = outcomes_record(deliveries_send(claimed)) if claimed else BatchResult()
     result.dispatched = dispatched
     return result
@@ -322,9 +362,16 @@ def deliveries_redeliver(*, delivery_ids: list[int]) -> int:
     is tried at once, a delivered or failed one once more (its attempts so far are kept, so a
     failed one that fails again is failed again). Returns how many; the caller wakes a
     worker after commit."""
-    return Delivery.objects.filter(pk__in=delivery_ids).update(
-        status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
-    )
+    with transaction.atomic():
+        ids = list(  # locked in id order, as a worker recording outcomes locks them
+            Delivery.objects.select_for_update(of=("self",), no_key=True)
+            .filter(pk__in=delivery_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        return Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
+        )
 
 
 def subscriptions_enable(*, subscription_ids: list[int]) -> int:

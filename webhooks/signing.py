@@ -8,7 +8,10 @@ import hmac
 
 
 def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_"))
+    key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    if not key:
+        raise ValueError("the subscription's secret holds no key")
+    return key
 
 
 def signature(secret: str, *, webhook_id: str, timestamp: int, body: str) -> str:

@@ -18,7 +18,15 @@ from orders.interventions import order_cancel
 from orders.models import Order
 from orders.tests.helpers import place_order, run_to_completion
 from tests.processes import wait_for
-from webhooks.delivery import deliver_batch, deliveries_redeliver
+from webhooks.delivery import (
+    claim_limit,
+    deliver_batch,
+    deliveries_claim,
+    deliveries_redeliver,
+    deliveries_send,
+    events_dispatch,
+    outcomes_record,
+)
 from webhooks.metrics import WebhookCollector
 from webhooks.models import Attempt, Delivery, Event, Subscription
 
@@ -246,3 +254,79 @@ def test_a_refund_and_stock_running_low_are_events_too(customer, payment_sim, re
     assert refunded["order"]["payment"]["status"] == "refunded"
     # the second reservation took it lower still, but it had crossed already: one event
     assert Event.objects.filter(type="stock.low").count() == 1
+
+
+def test_a_round_claims_no_more_than_can_time_out_within_its_claim(settings):
+    # every receiver taking its whole timeout (2 + 5 s), 8 at a time: 6 waves fit in 80 % of 60 s
+    assert claim_limit() == 48
+    settings.WEBHOOK_BATCH_SIZE = 20
+    assert claim_limit() == 20
+    settings.WEBHOOK_CLAIM_SECONDS = 1  # shorter than one request: one wave
+    assert claim_limit() == 8
+
+
+def test_a_round_records_only_the_deliveries_it_still_holds(subscription, customer, receiver_sim):
+    # given: two events claimed and sent by this worker
+    place_order(customer, (product_with_stock(5).id, 1))
+    place_order(customer, (product_with_stock(5).id, 1))
+    events_dispatch(limit=10)
+    claimed = deliveries_claim(limit=10, seconds=60)
+    outcomes = deliveries_send(claimed)
+    assert len(outcomes) == 2 and all(o.delivered for o in outcomes)
+
+    # when: meanwhile its claim on the first ran out and another worker took it, and the
+    # second's subscription was deleted (its deliveries with it)
+    first, second = claimed
+    Delivery.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now())
+    Subscription.objects.create(url=receiver_sim.hook_url("other"), event_types=ORDER_EVENTS)
+    Delivery.objects.filter(pk=second.pk).delete()
+    result = outcomes_record(outcomes)
+
+    # then: neither is recorded by this worker (the other worker records the first), and the
+    # round's transaction commits
+    assert (result.delivered, Attempt.objects.count()) == (0, 0)
+    assert Delivery.objects.get(pk=first.pk).status == "pending"
+
+
+def test_a_secret_the_signer_cannot_use_is_refused_and_a_bad_delivery_is_only_an_attempt(
+    subscription, customer, receiver_sim
+):
+    from webhooks.admin import SubscriptionForm
+
+    form = SubscriptionForm(
+        data={"url": "https://example.com/x", "event_types": ["order.created"], "secret": "x!"}
+    )
+    assert not form.is_valid() and "secret" in form.errors
+
+    # a secret broken past the form: its deliveries fail, as attempts; others go through
+    broken = Subscription.objects.create(
+        url=receiver_sim.hook_url("broken"), event_types=ORDER_EVENTS, secret="whsec_!!"
+    )
+    place_order(customer, (product_with_stock(5).id, 1))
+    deliver_batch()
+    assert Delivery.objects.get(subscription=subscription).status == "delivered"
+    attempt = Attempt.objects.get(delivery__subscription=broken)
+    assert attempt.status_code is None and "Error" in attempt.error
+
+
+def test_a_refund_answered_to_two_callers_is_told_once(customer, payment_sim, receiver_sim):
+    from payments.gateway import ProviderCharge
+    from payments.models import Payment
+    from payments.services import _record_answer
+
+    # given: a paid order whose refund two callers (the workflow, the reconciler) both sent
+    Subscription.objects.create(url=receiver_sim.hook_url(), event_types=["order.refunded"])
+    order = place_order(customer, (product_with_stock(5).id, 1))
+    run_to_completion(order.id)
+    payment = Order.objects.get(pk=order.pk).payment
+    Payment.objects.filter(pk=payment.pk).update(status="refund_in_doubt")
+    first, second = Payment.objects.get(pk=payment.pk), Payment.objects.get(pk=payment.pk)
+
+    # when: both get the provider's answer "refunded"
+    answer = ProviderCharge(status="refunded", provider_reference="ch_1")
+    _record_answer(first, answer)
+    _record_answer(second, answer)
+
+    # then: one event
+    assert Payment.objects.get(pk=payment.pk).status == "refunded"
+    assert Event.objects.filter(type="order.refunded").count() == 1
