@@ -14,7 +14,7 @@ from core.admin import (
     timestamp,
     timestamp_column,
 )
-from webhooks.delivery import deliveries_redeliver, subscriptions_enable
+from webhooks.delivery import ENABLED_AGAIN, deliveries_redeliver, subscriptions_enable
 from webhooks.dispatch import wake_webhook_workers
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Event, EventType, Subscription
 from webhooks.validation import clean_event_types, clean_secret
@@ -62,7 +62,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change and obj.is_active and "is_active" in form.changed_data:  # turned back on
-            obj.failing_since, obj.disabled_at, obj.disabled_reason = None, None, ""
+            for field, value in ENABLED_AGAIN.items():
+                setattr(obj, field, value)
         super().save_model(request, obj, form, change)
         transaction.on_commit(wake_webhook_workers)
 

@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAdminUser
 
 from core.api.filters import StrictBooleanFilter
 from core.api.lookups import Int64LookupMixin
+from webhooks.delivery import ENABLED_AGAIN
 from webhooks.models import EventType, Subscription
 from webhooks.validation import clean_event_types
 
@@ -61,7 +62,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
     def update(self, instance, validated_data):
         if validated_data.get("is_active") and not instance.is_active:  # turned back on
-            validated_data.update(failing_since=None, disabled_at=None, disabled_reason="")
+            validated_data.update(ENABLED_AGAIN)
         return super().update(instance, validated_data)
 
 

@@ -19,7 +19,7 @@ import random
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -60,8 +60,6 @@ class BatchResult:
     dispatched: int = 0  # events turned into deliveries
     sent: int = 0
     delivered: int = 0
-    failed_for_good: int = 0
-    disabled: list[int] = field(default_factory=list)  # subscriptions disabled now
 
 
 def events_dispatch(*, limit: int) -> int:
@@ -254,7 +252,7 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
             if outcome.delivered:
                 delivered[outcome.status_code].append(outcome.delivery.pk)
             else:
-                result.failed_for_good += _record_failure(outcome, now)
+                _record_failure(outcome, now)
         for status_code, ids in delivered.items():
             Delivery.objects.filter(pk__in=ids).update(
                 status=DeliveryStatus.DELIVERED,
@@ -278,29 +276,26 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
         Subscription.objects.filter(pk__in=failing, failing_since__isnull=True).update(
             failing_since=now
         )
-        result.disabled = _disable_failing(now)
+        _disable_failing(now)
     return result
 
 
-def _record_failure(outcome: Outcome, now: datetime) -> int:
-    """A failed attempt: retried later, or given up after WEBHOOK_MAX_ATTEMPTS (1: given
-    up)."""
+def _record_failure(outcome: Outcome, now: datetime) -> None:
+    """A failed attempt: retried later, or given up after WEBHOOK_MAX_ATTEMPTS."""
     attempts = outcome.delivery.attempts + 1
     fields = {
         "attempts": attempts,
         "last_status_code": outcome.status_code,
         "last_error": outcome.error or outcome.excerpt,
     }
-    given_up = attempts >= settings.WEBHOOK_MAX_ATTEMPTS
-    if given_up:
+    if attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
         fields["status"] = DeliveryStatus.FAILED
     else:
         fields["next_attempt_at"] = now + timedelta(seconds=retry_delay(attempts))
     Delivery.objects.filter(pk=outcome.delivery.pk).update(**fields)
-    return int(given_up)
 
 
-def _disable_failing(now: datetime) -> list[int]:
+def _disable_failing(now: datetime) -> None:
     limit = now - timedelta(seconds=settings.WEBHOOK_DISABLE_AFTER_SECONDS)
     failing = list(
         Subscription.objects.select_for_update(no_key=True)
@@ -320,7 +315,6 @@ def _disable_failing(now: datetime) -> list[int]:
             reason,
             extra={"subscription_id": pk},
         )
-    return [pk for pk, _, _ in failing]
 
 
 def claim_limit() -> int:
@@ -374,8 +368,16 @@ def deliveries_redeliver(*, delivery_ids: list[int]) -> int:
         )
 
 
+# A subscription turned (back) on, wherever that is done (the admin's action or form, the
+# API): its failing clock starts again, or the next round would disable it at once.
+ENABLED_AGAIN = {
+    "is_active": True,
+    "failing_since": None,
+    "disabled_at": None,
+    "disabled_reason": "",
+}
+
+
 def subscriptions_enable(*, subscription_ids: list[int]) -> int:
-    """Turn subscriptions (back) on: their failing clock starts again."""
-    return Subscription.objects.filter(pk__in=subscription_ids).update(
-        is_active=True, failing_since=None, disabled_at=None, disabled_reason=""
-    )
+    """Turn subscriptions (back) on."""
+    return Subscription.objects.filter(pk__in=subscription_ids).update(**ENABLED_AGAIN)

@@ -5,6 +5,7 @@ Idempotent: running it again keeps existing rows (and passwords) and prints the 
 """
 
 import json
+import os
 import secrets
 import time
 from decimal import Decimal
@@ -99,10 +100,11 @@ class Command(BaseCommand):
             )
             if created:
                 self.stdout.write(f"Subscribed {webhook_url} to every webhook event.")
-            if webhook_secret_file:
-                secret_path = Path(webhook_secret_file)
-                secret_path.write_text(subscription.secret)
-                secret_path.chmod(0o600)
+            if webhook_secret_file:  # readable by its owner only, from the first byte
+                fd = os.open(webhook_secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.fchmod(fd, 0o600)  # a file there already keeps its mode otherwise
+                with os.fdopen(fd, "w") as secret_file:
+                    secret_file.write(subscription.secret)
         stock = [{"sku": sku, "on_hand": on_hand} for sku, *_, on_hand in DEMO_PRODUCTS]
         if warehouse_stock_file:
             Path(warehouse_stock_file).write_text(json.dumps(stock))
