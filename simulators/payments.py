@@ -3,6 +3,12 @@
 The outcome of a new charge is a pure function of (seed, idempotency key, number of earlier
 attempts with that key), so a run is reproducible whichever worker process serves which
 request. A scripted queue of outcomes, kept in storage, overrides the rates for tests.
+
+Every charge, lookup and refund is first decided on arrival (`arrival`), in this order: an
+outage (503), else a forced answer of its kind (POST /_control/fail_next, consumed), else the
+seeded fault rates (web.roll_fault: hang, transient, lost, drip, malformed), each a pure
+function of (seed, kind, key, number of earlier requests of that kind with that key). Only
+then does a new charge roll its outcome (error, timeout, decline) as above.
 """
 
 import random
@@ -27,18 +33,28 @@ from simulators.storage import (
 )
 from simulators.web import (
     ApiError,
+    Fault,
+    answered,
     bad_request,
     boolean,
+    error_response,
+    forced_fault,
+    http_error_statuses,
     json_body,
     json_response,
     non_negative_int,
+    parse_forced_answer,
     path_key,
     positive_int,
     rate,
+    refuse_or_hang,
     register_error_handlers,
     reject_unknown_fields,
     require_str,
+    roll_fault,
+    shaped,
     simulate_latency,
+    status_choice,
     utc_now,
     validate_config,
 )
@@ -56,6 +72,22 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "hold_charges": False,
     # The whole service down: every charge, lookup and refund is answered 503 (and logged).
     "outage": False,
+    # The answer to a charge whose key another request is being processed with: Stripe says
+    # 409, some providers 400 or 422 (the code is idempotency_key_in_use whichever).
+    "in_use_status": 409,
+    # Faults of any request (charge, lookup, refund), rolled in this order (web.roll_fault):
+    # hang (nothing done, nothing answered for hang_ms), transient (answered one of
+    # transient_statuses, nothing done), lost (done, answered after timeout_delay_ms), drip
+    # (done, the answer a byte every drip_interval_ms), malformed (done, answered 200 with a
+    # body the client cannot use).
+    "hang_rate": 0.0,
+    "transient_rate": 0.0,
+    "transient_statuses": [408, 425, 429],
+    "lost_rate": 0.0,
+    "drip_rate": 0.0,
+    "malformed_rate": 0.0,
+    "hang_ms": 30_000,
+    "drip_interval_ms": 200,
 }
 CONFIG_FIELDS = {
     "decline_rate": rate,
@@ -66,7 +98,17 @@ CONFIG_FIELDS = {
     "seed": non_negative_int,
     "hold_charges": boolean,
     "outage": boolean,
+    "in_use_status": status_choice(400, 409, 422),
+    "hang_rate": rate,
+    "transient_rate": rate,
+    "transient_statuses": http_error_statuses,
+    "lost_rate": rate,
+    "drip_rate": rate,
+    "malformed_rate": rate,
+    "hang_ms": non_negative_int,
+    "drip_interval_ms": non_negative_int,
 }
+REQUEST_KINDS = ("charge", "lookup", "refund")
 HOLD_LIMIT_S = 30.0
 SCRIPTABLE_OUTCOMES = ("capture", "decline", "error", "timeout")
 DECLINE_REASONS = ("card_declined", "insufficient_funds", "expired_card")
@@ -114,16 +156,19 @@ CREATE TABLE IF NOT EXISTS request_log (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS request_log_by_key ON request_log (idempotency_key, position);
--- Answers forced on the next requests of a kind, about one key or any (a provider
--- answering 401, 429, ...).
+-- Answers forced on the next requests of a kind, about one key or any: a status, answered
+-- doing nothing (a provider answering 401, 429, ...), or a mode (web.ANSWER_MODES).
 CREATE TABLE IF NOT EXISTS forced_answers (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL CHECK (kind IN ('charge', 'lookup', 'refund')),
     idempotency_key TEXT,
-    status INTEGER NOT NULL
+    status INTEGER,
+    mode TEXT CHECK (mode IN ('hang', 'drip', 'malformed', 'lost')),
+    CHECK ((status IS NULL) <> (mode IS NULL))
 );
--- Charges being processed: another request with the same key meanwhile is answered 409, as
--- real providers do (Stripe: "another request with this idempotency key is in progress").
+-- Charges being processed: another request with the same key meanwhile is answered
+-- in_use_status (409 by default), as real providers do (Stripe: "another request with this
+-- idempotency key is in progress").
 CREATE TABLE IF NOT EXISTS in_flight (
     idempotency_key TEXT PRIMARY KEY,
     since REAL NOT NULL
@@ -230,24 +275,34 @@ def log_request(conn: sqlite3.Connection, key: str, kind: str) -> None:
             conn.execute(sql, (key, kind, time.time()))
 
 
-def forced_answer(conn: sqlite3.Connection, key: str, kind: str) -> ApiError | None:
-    """Log the request; the error to answer it with: 503 in an outage, or one forced on its
-    kind (consumed)."""
+def arrival(conn: sqlite3.Connection, key: str, kind: str) -> tuple[dict[str, Any], Fault | None]:
+    """Log the request and decide its fault, in one write transaction: 503 in an outage, else
+    the answer forced on its kind (consumed), else the seeded rates' roll. Returns the config
+    it was decided by.
+
+    The roll is a pure function of (seed, kind, key, earlier requests of that kind with that
+    key), so a plan replays the same answers whichever process serves which request.
+    """
     with write_transaction(conn):
+        (earlier,) = conn.execute(
+            "SELECT COUNT(*) FROM request_log WHERE idempotency_key = ? AND kind = ?", (key, kind)
+        ).fetchone()
         log_request(conn, key, kind)
-        if read_config(conn)[0]["outage"]:
-            return ApiError(503, "service_unavailable", "simulated outage of the payment service")
+        config = read_config(conn)[0]
+        if config["outage"]:
+            outage = ApiError(503, "service_unavailable", "simulated outage of the payment service")
+            return config, Fault(error=outage)
+        rng = random.Random(f"{config['seed']}:{kind}:{key}:{earlier}")
         row = conn.execute(
-            "SELECT position, status FROM forced_answers"
+            "SELECT position, status, mode FROM forced_answers"
             " WHERE kind = ? AND (idempotency_key = ? OR idempotency_key IS NULL)"
             " ORDER BY idempotency_key IS NULL, position LIMIT 1",
             (kind, key),
         ).fetchone()
         if row is None:
-            return None
+            return config, roll_fault(rng, config, f"a {kind}")
         conn.execute("DELETE FROM forced_answers WHERE position = ?", (row[0],))
-    code = "service_unavailable" if row[1] >= 500 else "forced_error"
-    return ApiError(row[1], code, f"simulated {row[1]} answer to a {kind}")
+    return config, forced_fault(row[1], row[2], rng, f"a {kind}")
 
 
 def hold_while_asked(conn: sqlite3.Connection) -> None:
@@ -277,6 +332,33 @@ def in_flight_begin(conn: sqlite3.Connection, key: str) -> bool:
 def in_flight_end(conn: sqlite3.Connection, key: str) -> None:
     with write_transaction(conn):
         conn.execute("DELETE FROM in_flight WHERE idempotency_key = ?", (key,))
+
+
+def charge_attempt(
+    conn: sqlite3.Connection, config: dict[str, Any], req: ChargeRequest
+) -> ChargeResult:
+    """Process a charge request that got past its arrival.
+
+    With no latency a charge is made in one write transaction, so requests with one key queue
+    on the write lock and the later ones find the charge; with latency (or held), a charge is
+    being processed that long, and another request with its key meanwhile is answered
+    in_use_status, as a real provider does.
+    """
+    if config["latency_ms"] == 0 and not config["hold_charges"]:
+        return charge_create(conn, config, req)
+    if not in_flight_begin(conn, req.idempotency_key):
+        in_use = ApiError(
+            config["in_use_status"],
+            "idempotency_key_in_use",
+            "another request with this idempotency_key is being processed",
+        )
+        return ChargeResult(error=in_use)
+    try:
+        simulate_latency(config["latency_ms"])
+        hold_while_asked(conn)
+        return charge_create(conn, config, req)
+    finally:
+        in_flight_end(conn, req.idempotency_key)
 
 
 def charge_create(
@@ -329,6 +411,13 @@ def charge_create(
             [charge[field] for field in CHARGE_FIELDS],
         )
     return ChargeResult(charge, created=True, late=outcome.late)
+
+
+def charge_found(conn: sqlite3.Connection, key: str) -> dict[str, Any]:
+    charge = fetch_charge(conn, key)
+    if charge is None:
+        raise ApiError(404, "not_found", f"no charge with idempotency_key {key!r}")
+    return charge
 
 
 def charge_refund(conn: sqlite3.Connection, key: str) -> dict[str, Any]:
@@ -393,53 +482,31 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     def create_charge() -> Response:
         req = parse_charge_request(json_body())
         conn = get_db()
-        forced = forced_answer(conn, req.idempotency_key, "charge")
-        if forced is not None:
-            raise forced
-        current = config()
-        # With no latency a charge is made in one write transaction, so requests with one key
-        # queue on the write lock and the later ones find the charge; with latency (or held),
-        # a charge is being processed that long, and another request with its key meanwhile
-        # is answered 409, as a real provider does.
-        if current["latency_ms"] > 0 or current["hold_charges"]:
-            if not in_flight_begin(conn, req.idempotency_key):
-                raise ApiError(
-                    409,
-                    "idempotency_key_in_use",
-                    "another request with this idempotency_key is being processed",
-                )
-            try:
-                simulate_latency(current["latency_ms"])
-                hold_while_asked(conn)
-                result = charge_create(conn, current, req)
-            finally:
-                in_flight_end(conn, req.idempotency_key)
-        else:
-            result = charge_create(conn, current, req)
-        if result.error is not None:
-            raise result.error
-        if result.late:
+        current, fault = arrival(conn, req.idempotency_key, "charge")
+        refuse_or_hang(fault, current)
+        result = charge_attempt(conn, current, req)
+        # A timeout outcome and a lost answer are one delay, not two.
+        if result.late and (fault is None or fault.mode != "lost"):
             time.sleep(current["timeout_delay_ms"] / 1000)
-        return json_response(result.charge, 201 if result.created else 200)
+        if result.error is not None:
+            response = error_response(result.error)
+        else:
+            response = json_response(result.charge, 201 if result.created else 200)
+        return shaped(response, fault, current)
 
     @app.get("/charges/<key>")
     def get_charge(key: str) -> Response:
         simulate_latency(config()["latency_ms"])
-        forced = forced_answer(get_db(), key, "lookup")
-        if forced is not None:
-            raise forced
-        charge = fetch_charge(get_db(), key)
-        if charge is None:
-            raise ApiError(404, "not_found", f"no charge with idempotency_key {key!r}")
-        return json_response(charge)
+        current, fault = arrival(get_db(), key, "lookup")
+        refuse_or_hang(fault, current)
+        return shaped(answered(lambda: json_response(charge_found(get_db(), key))), fault, current)
 
     @app.post("/charges/<key>/refund")
     def refund_charge(key: str) -> Response:
         simulate_latency(config()["latency_ms"])
-        forced = forced_answer(get_db(), key, "refund")
-        if forced is not None:
-            raise forced
-        return json_response(charge_refund(get_db(), key))
+        current, fault = arrival(get_db(), key, "refund")
+        refuse_or_hang(fault, current)
+        return shaped(answered(lambda: json_response(charge_refund(get_db(), key))), fault, current)
 
     @app.get("/health")
     def health() -> Response:
@@ -475,28 +542,32 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
 
     @app.post("/_control/fail_next")
     def push_forced_answers() -> Response:
-        """{"kind": "charge" | "lookup" | "refund", "status": 400-599, "times": n, "key"?}: the
-        next n requests of that kind (about that idempotency key, if given) are answered with
-        that status (a charge stores nothing)."""
+        """{"kind": "charge" | "lookup" | "refund", "status": 400-599 | "mode": ..., "times": n,
+        "key"?}: the next n requests of that kind (about that idempotency key, if given) are
+        answered with that status (nothing done: a charge stores nothing), or in that mode:
+        hang (nothing done, nothing answered for hang_ms, then 503), drip (done, the answer
+        a byte every drip_interval_ms), malformed (done, a 200 whose body the client cannot
+        use), lost (done, answered after timeout_delay_ms)."""
         data = json_body()
-        reject_unknown_fields(data, {"kind", "status", "times", "key"})
+        reject_unknown_fields(data, {"kind", "status", "mode", "times", "key"})
         key = data.get("key")
         if key is not None:
             key = path_key(key, "key")
         kind = data.get("kind")
-        if kind not in ("charge", "lookup", "refund"):
+        if kind not in REQUEST_KINDS:
             raise bad_request("kind must be charge, lookup or refund")
-        status = data.get("status")
-        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-            raise bad_request("status must be an integer from 400 to 599")
+        status, mode = parse_forced_answer(data)
         times = positive_int("times", data.get("times", 1))
         conn = get_db()
         with write_transaction(conn):
             conn.executemany(
-                "INSERT INTO forced_answers (kind, idempotency_key, status) VALUES (?, ?, ?)",
-                [(kind, key, status)] * times,
+                "INSERT INTO forced_answers (kind, idempotency_key, status, mode)"
+                " VALUES (?, ?, ?, ?)",
+                [(kind, key, status, mode)] * times,
             )
-        return json_response({"kind": kind, "status": status, "times": times, "key": key})
+        return json_response(
+            {"kind": kind, "status": status, "mode": mode, "times": times, "key": key}
+        )
 
     @app.post("/_control/reset")
     def reset() -> Response:
@@ -522,10 +593,7 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     def peek_charge(key: str) -> Response:
         """The charge as stored, for tests: unlike GET /charges/<key>, not a request the
         provider counts."""
-        charge = fetch_charge(get_db(), key)
-        if charge is None:
-            raise ApiError(404, "not_found", f"no charge with idempotency_key {key!r}")
-        return json_response(charge)
+        return json_response(charge_found(get_db(), key))
 
     @app.get("/_control/requests")
     def requests_seen() -> Response:

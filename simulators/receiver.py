@@ -34,6 +34,9 @@ from simulators.web import (
     ApiError,
     bad_request,
     boolean,
+    dripped,
+    hang,
+    http_error_status,
     json_body,
     json_response,
     non_negative_int,
@@ -115,12 +118,6 @@ def webhook_secret(name: str, value: Any) -> str:
         raise bad_request(message) from None
 
 
-def http_error_status(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 400 <= value <= 599:
-        raise bad_request(f"{name} must be an integer from 400 to 599")
-    return value
-
-
 DEFAULT_CONFIG: dict[str, Any] = {
     "fail_rate": 0.0,
     "latency_ms": 0,
@@ -130,6 +127,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "fail_status": 500,
     "timeout_delay_ms": 10_000,
     "slow_ms": 1500,
+    "drip_interval_ms": 200,  # drip: the answer's body one byte every drip_interval_ms
+    "hang_ms": 30_000,  # hang: nothing answered for hang_ms, then 503
     "reject_unverified": False,  # answer 401 to a delivery whose signature does not verify
 }
 CONFIG_FIELDS = {
@@ -141,9 +140,11 @@ CONFIG_FIELDS = {
     "fail_status": http_error_status,
     "timeout_delay_ms": non_negative_int,
     "slow_ms": non_negative_int,
+    "drip_interval_ms": non_negative_int,
+    "hang_ms": non_negative_int,
     "reject_unverified": boolean,
 }
-SCRIPTABLE_OUTCOMES = ("ok", "fail", "timeout", "slow")
+SCRIPTABLE_OUTCOMES = ("ok", "fail", "timeout", "slow", "drip", "hang")
 MAX_SCRIPT = 10_000  # outcomes per POST /_control/script
 RECORDED_HEADERS = (
     "webhook-id",
@@ -167,7 +168,9 @@ CREATE TABLE IF NOT EXISTS received (
     body TEXT NOT NULL,
     received_at TEXT NOT NULL,
     status INTEGER NOT NULL,
-    outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'fail', 'timeout', 'slow', 'rejected')),
+    outcome TEXT NOT NULL CHECK (
+        outcome IN ('ok', 'fail', 'timeout', 'slow', 'drip', 'hang', 'rejected')
+    ),
     verified INTEGER CHECK (verified IN (0, 1))
 );
 CREATE INDEX IF NOT EXISTS received_by_webhook_id ON received (webhook_id, id);
@@ -187,11 +190,12 @@ INSERT OR IGNORE INTO draws (id, generation, draws) VALUES (1, 0, 0);
 
 @dataclass(frozen=True)
 class Answer:
-    """What a delivery is answered, and after how long."""
+    """What a delivery is answered, after how long, and how fast its body goes out."""
 
-    outcome: str  # ok, fail, timeout, slow, or rejected (the signature did not verify)
+    outcome: str  # a SCRIPTABLE_OUTCOMES, or rejected (the signature did not verify)
     status: int
     delay_ms: int
+    drip_interval_ms: int = 0  # drip: one byte of the body every drip_interval_ms
 
 
 def draw(conn: sqlite3.Connection, seed: int, generation: int) -> float:
@@ -223,6 +227,9 @@ def answer_for(outcome: str, config: dict[str, Any]) -> Answer:
         "fail": Answer("fail", config["fail_status"], config["latency_ms"]),
         "timeout": Answer("timeout", 200, config["timeout_delay_ms"]),
         "slow": Answer("slow", 200, config["slow_ms"]),
+        "drip": Answer("drip", 200, config["latency_ms"], config["drip_interval_ms"]),
+        # Recorded as the 503 it ends with, which the sender never waits for.
+        "hang": Answer("hang", 503, config["hang_ms"]),
     }[outcome]
 
 
@@ -330,11 +337,15 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
             raise bad_request("the hook name must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
         headers = {header: request.headers.get(header) for header in RECORDED_HEADERS}
         answer = delivery_receive(get_db(), hook=name, headers=headers, body=request.get_data())
+        if answer.outcome == "hang":
+            hang(answer.delay_ms)
         simulate_latency(answer.delay_ms)
         if answer.outcome == "rejected":
             raise ApiError(401, "invalid_signature", "the webhook signature does not verify")
         if answer.outcome == "fail":
             raise ApiError(answer.status, "simulated_failure", "simulated receiver failure")
+        if answer.outcome == "drip":
+            return dripped(json_response({"received": True}), answer.drip_interval_ms)
         return json_response({"received": True})
 
     @app.get("/health")

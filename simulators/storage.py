@@ -6,9 +6,13 @@ at the end of each), the file runs in WAL mode so readers never block the writer
 write happens inside `BEGIN IMMEDIATE`, which takes the write lock up front: a read-then-write
 cannot be interleaved with another writer, and lock waits are handled by `busy_timeout`
 instead of failing with SQLITE_BUSY half way through.
+
+A file made by an earlier version of a simulator is brought up to date at start: new tables
+are created, and a table whose definition changed is rebuilt with its rows.
 """
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -50,8 +54,49 @@ CREATE TABLE IF NOT EXISTS config (
 """
 
 
+CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)\s*(\(.*)", re.DOTALL)
+
+
+def rebuild_if_changed(conn: sqlite3.Connection, statement: str) -> None:
+    """Rebuild a table that an earlier definition made (say, with a narrower CHECK), keeping
+    its rows (the columns both definitions have) and its AUTOINCREMENT counter, since SQLite
+    cannot change a column's constraints in place. In the caller's write transaction; its
+    indexes are dropped with it and made again by the schema's CREATE INDEX IF NOT EXISTS."""
+    match = CREATE_TABLE.search(statement)
+    if match is None:
+        return
+    name, definition = match[1], match[2].strip()
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    # SQLite keeps the statement's text from the opening parenthesis on as it was written.
+    if row is None or row[0][row[0].index("(") :].strip() == definition:
+        return
+    had = {column for _, column, *_ in conn.execute(f"PRAGMA table_info({name})")}
+    staging = f"{name}__rebuilt"
+    conn.execute(f"CREATE TABLE {staging} {definition}")
+    kept = [c for _, c, *_ in conn.execute(f"PRAGMA table_info({staging})") if c in had]
+    columns = ", ".join(kept)
+    conn.execute(f"INSERT INTO {staging} ({columns}) SELECT {columns} FROM {name}")
+    counter = _autoincrement_counter(conn, name)
+    conn.execute(f"DROP TABLE {name}")
+    conn.execute(f"ALTER TABLE {staging} RENAME TO {name}")  # its counter is renamed with it
+    if counter is not None:
+        counter = max(counter, _autoincrement_counter(conn, name) or 0)
+        conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, counter))
+
+
+def _autoincrement_counter(conn: sqlite3.Connection, table: str) -> int | None:
+    """The highest id an AUTOINCREMENT table ever gave (ids never come back after deletes)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        return None
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return row[0] if row else None
+
+
 def init_database(db_path: str, schema: str, defaults: dict[str, Any]) -> None:
-    """Create the tables and store the behaviour config.
+    """Create (or bring up to date) the tables and store the behaviour config.
 
     A worker that restarts with the same defaults keeps the config an operator or a test set
     through the control API; a deployment started with different defaults (the env changed)
@@ -63,6 +108,7 @@ def init_database(db_path: str, schema: str, defaults: dict[str, Any]) -> None:
         with write_transaction(conn):
             for statement in (CONFIG_SCHEMA + schema).split(";"):
                 if statement.strip():
+                    rebuild_if_changed(conn, statement)
                     conn.execute(statement)
             row = conn.execute("SELECT defaults FROM config WHERE id = 1").fetchone()
             if row is None or json.loads(row[0]) != defaults:

@@ -2,6 +2,11 @@
 
 Every change of a SKU bumps its `version`, so a client syncing the snapshot can tell newer
 values from older ones whichever order its pages and shipment answers arrive in.
+
+Every business request is decided on arrival, in this order: latency; an outage (503); the
+answer forced on its kind (POST /_control/fail_next, consumed); then, for stock, shipment,
+batch and cancel requests, error_rate (503) and the fault rates (web.roll_fault: hang, lost,
+drip, malformed), seeded per process like ErrorRoll.
 """
 
 import json
@@ -27,15 +32,24 @@ from simulators.storage import (
 )
 from simulators.web import (
     ApiError,
+    Fault,
+    answered,
     bad_request,
+    boolean,
+    forced_fault,
     json_body,
     json_response,
+    malformed_body,
     non_negative_int,
     non_negative_number,
+    parse_forced_answer,
     positive_int,
     rate,
+    refuse_or_hang,
     register_error_handlers,
     reject_unknown_fields,
+    roll_fault,
+    shaped,
     simulate_latency,
     utc_now,
     validate_config,
@@ -49,7 +63,32 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "restock_rate": 0.05,
     "shrink_rate": 0.01,
     "max_restock": 50,
+    # A request size limit: more shipments than this in a batch is a 413 (0: only MAX_BATCH,
+    # whose excess is a 400).
+    "max_batch": 0,
+    # The whole warehouse down: every business request is answered 503.
+    "outage": False,
+    # Faults of stock, shipment, batch and cancel requests, rolled in this order
+    # (web.roll_fault): hang (nothing done, nothing answered for hang_ms), lost (done,
+    # answered after timeout_delay_ms), drip (done, the answer a byte every drip_interval_ms),
+    # malformed (done, answered 200 with a body the client cannot use).
+    "hang_rate": 0.0,
+    "lost_rate": 0.0,
+    "drip_rate": 0.0,
+    "malformed_rate": 0.0,
+    "hang_ms": 30_000,
+    "drip_interval_ms": 200,
+    "timeout_delay_ms": 3000,
 }
+
+
+def batch_limit(name: str, value: Any) -> int:
+    limit = non_negative_int(name, value)
+    if limit > MAX_BATCH:
+        raise bad_request(f"{name} must be an integer from 0 to {MAX_BATCH}")
+    return limit
+
+
 TICK_FIELDS = {
     "restock_rate": rate,
     "shrink_rate": rate,
@@ -61,7 +100,21 @@ CONFIG_FIELDS = {
     "error_rate": rate,
     "latency_ms": non_negative_int,
     "drift_interval_s": non_negative_number,
+    "max_batch": batch_limit,
+    "outage": boolean,
+    "hang_rate": rate,
+    "lost_rate": rate,
+    "drip_rate": rate,
+    "malformed_rate": rate,
+    "hang_ms": non_negative_int,
+    "drip_interval_ms": non_negative_int,
+    "timeout_delay_ms": non_negative_int,
 }
+# The kinds of business request, as fail_next names them; those about one order; those that
+# error_rate and the fault rates apply to.
+REQUEST_KINDS = ("stock", "shipment", "batch", "cancel", "get_shipment", "list_shipments")
+ORDER_KINDS = ("shipment", "cancel", "get_shipment")
+ROLLED_KINDS = ("stock", "shipment", "batch", "cancel")
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 10_000
 MAX_STOCK_ITEMS = 200_000
@@ -91,6 +144,18 @@ CREATE TABLE IF NOT EXISTS tick_state (
     last_drift_at REAL
 );
 INSERT OR IGNORE INTO tick_state (id, ticks, last_drift_at) VALUES (1, 0, NULL);
+-- Answers forced on the next requests of a kind, about one order or any: a status, answered
+-- doing nothing, or a mode (web.ANSWER_MODES).
+CREATE TABLE IF NOT EXISTS forced_answers (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (
+        kind IN ('stock', 'shipment', 'batch', 'cancel', 'get_shipment', 'list_shipments')
+    ),
+    order_id TEXT,  -- for this order only (NULL: the next request of the kind)
+    status INTEGER,
+    mode TEXT CHECK (mode IN ('hang', 'drip', 'malformed', 'lost')),
+    CHECK ((status IS NULL) <> (mode IS NULL))
+);
 -- A warehouse's own bugs, for tests: the snapshot serves this JSON value as a SKU's on_hand
 -- (a negative count, one past any integer column, a string) instead of the stored one.
 CREATE TABLE IF NOT EXISTS served_overrides (
@@ -103,24 +168,85 @@ Line = tuple[str, int]
 
 
 class ErrorRoll:
-    """Seeded error injection, deterministic per process.
+    """Seeded error and fault injection, deterministic per process.
 
-    Each process keeps its own generator and re-seeds it whenever the stored config's
+    Each process keeps its own generators and re-seeds them whenever the stored config's
     generation moves (any control change, by whichever process), so a test that sets the
-    seed gets a reproducible sequence of failures from the process it talks to.
+    seed gets a reproducible sequence of failures from the process it talks to. Faults are
+    drawn from a sequence of their own, so that error_rate fails the same requests as before
+    there were faults.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._generation: int | None = None
         self._rng = random.Random()
+        self._faults = random.Random()
+
+    def _follow(self, config: dict[str, Any], generation: int) -> None:
+        if generation != self._generation:
+            self._rng.seed(config["seed"])
+            self._faults.seed(f"{config['seed']}:faults")
+            self._generation = generation
 
     def fails(self, config: dict[str, Any], generation: int) -> bool:
         with self._lock:
-            if generation != self._generation:
-                self._rng.seed(config["seed"])
-                self._generation = generation
+            self._follow(config, generation)
             return self._rng.random() < config["error_rate"]
+
+    def request_rng(self, config: dict[str, Any], generation: int) -> random.Random:
+        """A generator of one request's own, the next of the fault sequence: whatever the
+        request draws from it, the next request's draws are the same."""
+        with self._lock:
+            self._follow(config, generation)
+            return random.Random(self._faults.getrandbits(64))
+
+
+def control_order_id(value: Any) -> str:
+    """An order id as fail_next takes it: as a shipment's, an integer or a string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or "/" in value:
+        raise bad_request("order_id must be an integer or a string of 1 to 128 characters, no '/'")
+    return value
+
+
+def forced_answer(
+    conn: sqlite3.Connection, kind: str, order_id: str | None, rng: random.Random
+) -> Fault | None:
+    """The answer forced on the next request of `kind` (about `order_id`: one forced for that
+    order first), consumed. A plain read first, so that the usual case takes no write lock."""
+    pending = conn.execute("SELECT 1 FROM forced_answers WHERE kind = ? LIMIT 1", (kind,))
+    if pending.fetchone() is None:
+        return None
+    with write_transaction(conn):
+        row = conn.execute(
+            "SELECT position, status, mode FROM forced_answers"
+            " WHERE kind = ? AND (order_id = ? OR order_id IS NULL)"
+            " ORDER BY order_id IS NULL, position LIMIT 1",
+            (kind, order_id),
+        ).fetchone()
+        if row is None:
+            return None
+        conn.execute("DELETE FROM forced_answers WHERE position = ?", (row[0],))
+    return forced_fault(row[1], row[2], rng, f"a {kind} request")
+
+
+def malformed_batch(real: bytes, rng: random.Random) -> bytes:
+    """A batch answer the client cannot use, the seed's pick: not an object, results not a
+    list, one result too few, or one result (the seed's pick) not an object."""
+    results = json.loads(real).get("results")
+    if not isinstance(results, list) or not results:  # the real answer is an error
+        return malformed_body(real, rng)
+    variant = rng.randrange(4)
+    index = rng.randrange(len(results))
+    broken: list[Any] = [
+        [],
+        {"results": "x"},
+        {"results": results[:-1]},
+        {"results": [*results[:index], "shipped", *results[index + 1 :]]},
+    ]
+    return json.dumps(broken[variant]).encode()
 
 
 def parse_page(args: Mapping[str, str]) -> tuple[str, int]:
@@ -412,57 +538,81 @@ def create_app(
     get_db = install_request_connection(app, db_path)
     error_roll = ErrorRoll()
 
-    def serve_business_request(*, inject_errors: bool) -> dict[str, Any]:
-        """Latency, then maybe a simulated outage; returns the config for the view."""
+    def serve_business_request(
+        kind: str, order_id: str | None = None
+    ) -> tuple[dict[str, Any], Fault | None]:
+        """Latency, then an outage, a forced answer or a simulated failure, raised (a hang
+        first holds the connection); returns the config and the fault left for the view to
+        shape the answer with (None: a normal answer)."""
         config, generation = read_config(get_db())
         simulate_latency(config["latency_ms"])
-        if inject_errors and error_roll.fails(config, generation):
-            raise ApiError(503, "service_unavailable", "simulated warehouse failure")
-        return config
+        if config["outage"]:
+            raise ApiError(503, "service_unavailable", "simulated outage of the warehouse")
+        rng = error_roll.request_rng(config, generation)
+        fault = forced_answer(get_db(), kind, order_id, rng)
+        if fault is None and kind in ROLLED_KINDS:
+            if error_roll.fails(config, generation):
+                raise ApiError(503, "service_unavailable", "simulated warehouse failure")
+            fault = roll_fault(rng, config, f"a {kind} request")
+        refuse_or_hang(fault, config)
+        return config, fault
 
     @app.get("/stock")
     def get_stock() -> Response:
         after, limit = parse_page(request.args)
-        config = serve_business_request(inject_errors=True)
+        config, fault = serve_business_request("stock")
         drift_if_due(get_db(), config)
-        return json_response(stock_page(get_db(), after, limit))
+        return shaped(json_response(stock_page(get_db(), after, limit)), fault, config)
 
     @app.post("/shipments")
     def create_shipment() -> Response:
         order_id, lines = parse_shipment(json_body())
-        serve_business_request(inject_errors=True)
-        status, answer = shipment_create(get_db(), order_id, lines)
-        return json_response(answer, status)
+        config, fault = serve_business_request("shipment", order_id)
+
+        def ship() -> Response:
+            status, answer = shipment_create(get_db(), order_id, lines)
+            return json_response(answer, status)
+
+        return shaped(answered(ship), fault, config)
 
     @app.post("/shipments/batch")
     def create_shipments() -> Response:
-        """{"shipments": [{"order_id", "lines"}, ...]} (at most MAX_BATCH): each shipped or
-        refused on its own, as POST /shipments would; the results in the same order."""
+        """{"shipments": [{"order_id", "lines"}, ...]} (at most MAX_BATCH, or max_batch when
+        set: more is a 413): each shipped or refused on its own, as POST /shipments would; the
+        results in the same order."""
         data = json_body()
         reject_unknown_fields(data, {"shipments"})
         items = data.get("shipments")
+        limit = read_config(get_db())[0]["max_batch"]
+        if isinstance(items, list) and limit and len(items) > limit:
+            raise ApiError(413, "payload_too_large", f"a batch takes at most {limit} shipments")
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
             raise bad_request(f"shipments must be a list of 1 to {MAX_BATCH} shipments")
         parsed = [parse_shipment(item) if isinstance(item, dict) else None for item in items]
         if None in parsed:
             raise bad_request("each shipment must be an object")
-        serve_business_request(inject_errors=True)
-        return json_response({"results": shipments_create(get_db(), parsed)})
+        config, fault = serve_business_request("batch")
+        response = json_response({"results": shipments_create(get_db(), parsed)})
+        return shaped(response, fault, config, malformed=malformed_batch)
 
     @app.post("/shipments/<order_id>/cancel")
     def cancel_shipment(order_id: str) -> Response:
-        serve_business_request(inject_errors=True)
-        return json_response(shipment_cancel(get_db(), order_id))
+        config, fault = serve_business_request("cancel", order_id)
+        cancel = answered(lambda: json_response(shipment_cancel(get_db(), order_id)))
+        return shaped(cancel, fault, config)
 
     @app.get("/shipments")
     def list_shipments_paged() -> Response:
         after, limit = parse_page(request.args)
-        serve_business_request(inject_errors=False)
-        return json_response(shipments_page(get_db(), after, limit))
+        config, fault = serve_business_request("list_shipments")
+        return shaped(json_response(shipments_page(get_db(), after, limit)), fault, config)
 
     @app.get("/shipments/<order_id>")
     def get_shipment(order_id: str) -> Response:
-        serve_business_request(inject_errors=False)
+        config, fault = serve_business_request("get_shipment", order_id)
+        return shaped(answered(lambda: json_response(shipment_found(order_id))), fault, config)
+
+    def shipment_found(order_id: str) -> dict[str, Any]:
         row = (
             get_db()
             .execute("SELECT answer FROM shipments WHERE order_id = ?", (order_id,))
@@ -470,7 +620,7 @@ def create_app(
         )
         if row is None:
             raise ApiError(404, "not_found", f"no shipment for order_id {order_id!r}")
-        return json_response(json.loads(row[0]))
+        return json.loads(row[0])
 
     @app.get("/health")
     def health() -> Response:
@@ -512,6 +662,36 @@ def create_app(
             )
         return json_response({"items": len(items)})
 
+    @app.post("/_control/fail_next")
+    def push_forced_answers() -> Response:
+        """{"kind": one of REQUEST_KINDS, "status": 400-599 | "mode": ..., "times": n,
+        "order_id"? (shipment, cancel, get_shipment only)}: the next n requests of that kind
+        (about that order, if given) are answered with that status (nothing done), or in that
+        mode: hang (nothing done, nothing answered for hang_ms, then 503), drip (done, the
+        answer a byte every drip_interval_ms), malformed (done, a 200 whose body the client
+        cannot use), lost (done, answered after timeout_delay_ms)."""
+        data = json_body()
+        reject_unknown_fields(data, {"kind", "status", "mode", "times", "order_id"})
+        kind = data.get("kind")
+        if kind not in REQUEST_KINDS:
+            raise bad_request(f"kind must be one of {', '.join(REQUEST_KINDS)}")
+        order_id = data.get("order_id")
+        if order_id is not None:
+            if kind not in ORDER_KINDS:
+                raise bad_request(f"order_id is only for {', '.join(ORDER_KINDS)}")
+            order_id = control_order_id(order_id)
+        status, mode = parse_forced_answer(data)
+        times = positive_int("times", data.get("times", 1))
+        conn = get_db()
+        with write_transaction(conn):
+            conn.executemany(
+                "INSERT INTO forced_answers (kind, order_id, status, mode) VALUES (?, ?, ?, ?)",
+                [(kind, order_id, status, mode)] * times,
+            )
+        return json_response(
+            {"kind": kind, "status": status, "mode": mode, "times": times, "order_id": order_id}
+        )
+
     @app.post("/_control/tick")
     def tick() -> Response:
         params = {**read_config(get_db())[0], **validate_config(json_body(), TICK_FIELDS)}
@@ -528,6 +708,7 @@ def create_app(
             conn.execute("DELETE FROM shipments")
             conn.execute("DELETE FROM cancelled_orders")
             conn.execute("DELETE FROM served_overrides")
+            conn.execute("DELETE FROM forced_answers")
             conn.execute("UPDATE tick_state SET ticks = 0, last_drift_at = NULL")
             restored = reset_config(conn)
         return json_response({"config": restored})

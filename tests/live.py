@@ -60,6 +60,13 @@ class SimulatorControl:
         self.session.put(f"{self.url}/_control/config", json=config, timeout=5).raise_for_status()
 
 
+def forced(status: int | None, mode: str | None) -> dict:
+    """The answer part of a fail_next body."""
+    if (status is None) == (mode is None):
+        raise ValueError("give exactly one of status and mode")
+    return {"status": status} if status is not None else {"mode": mode}
+
+
 @dataclass
 class PaymentSim(SimulatorControl):
     """Test-side handle on the payment simulator's control API."""
@@ -70,10 +77,25 @@ class PaymentSim(SimulatorControl):
         body = {"outcomes": list(outcomes), **({"key": key} if key else {})}
         self.session.post(f"{self.url}/_control/script", json=body, timeout=5).raise_for_status()
 
-    def fail_next(self, kind: str, status: int, times: int = 1, key: str | None = None) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        status: int | None = None,
+        times: int = 1,
+        key: str | None = None,
+        mode: str | None = None,
+    ) -> None:
         """The next `times` requests of `kind` (charge, lookup, refund), about `key` if given,
-        are answered `status`."""
-        body = {"kind": kind, "status": status, "times": times, **({"key": key} if key else {})}
+        are answered `status` (nothing done: a charge stores nothing), or in `mode`: hang
+        (nothing done, nothing answered for hang_ms), drip (done, the answer a byte every
+        drip_interval_ms), malformed (done, a 200 the client cannot use), lost (done,
+        answered after timeout_delay_ms). Exactly one of status and mode."""
+        body = {
+            "kind": kind,
+            "times": times,
+            **forced(status, mode),
+            **({"key": key} if key else {}),
+        }
         self.session.post(f"{self.url}/_control/fail_next", json=body, timeout=5).raise_for_status()
 
     def stats(self, key: str | None = None) -> dict:
@@ -126,6 +148,26 @@ class WarehouseSim(SimulatorControl):
     def shipments(self) -> dict:
         return self.session.get(f"{self.url}/_control/shipments", timeout=5).json()
 
+    def fail_next(
+        self,
+        kind: str,
+        status: int | None = None,
+        times: int = 1,
+        order_id: str | int | None = None,
+        mode: str | None = None,
+    ) -> None:
+        """The next `times` requests of `kind` (stock, shipment, batch, cancel, get_shipment,
+        list_shipments), about `order_id` if given (shipment, cancel, get_shipment only), are
+        answered `status` (nothing done), or in `mode`: hang (nothing done, nothing answered
+        for hang_ms), drip (done, the answer a byte every drip_interval_ms), malformed (done,
+        a 200 the client cannot use; for a batch: not an object, results not a list, a result
+        too few, or one result not an object), lost (done, answered after timeout_delay_ms).
+        Exactly one of status and mode."""
+        body = {"kind": kind, "times": times, **forced(status, mode)}
+        if order_id is not None:
+            body["order_id"] = str(order_id)
+        self.session.post(f"{self.url}/_control/fail_next", json=body, timeout=5).raise_for_status()
+
     def serve_overrides(self, on_hand: dict[str, object]) -> None:
         """From now on the snapshot serves these values as the SKUs' on_hand (a faulty
         warehouse: negative, too large, not a number)."""
@@ -145,7 +187,9 @@ class ReceiverSim(SimulatorControl):
 
     def script(self, *outcomes: str) -> None:
         """The next deliveries' answers, in order: ok (200), fail (fail_status), timeout
-        (200 after timeout_delay_ms, too late), slow (200 after slow_ms)."""
+        (200 after timeout_delay_ms, too late), slow (200 after slow_ms), drip (200 at once,
+        its body one byte every drip_interval_ms), hang (nothing answered for hang_ms, then a
+        503 nobody waits for)."""
         body = {"outcomes": list(outcomes)}
         self.session.post(f"{self.url}/_control/script", json=body, timeout=5).raise_for_status()
 

@@ -1,5 +1,7 @@
 """The payment simulator over real HTTP: idempotent charges, refunds, injected failures."""
 
+import json
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +12,7 @@ import pytest
 import requests
 
 from simulators import payments
+from simulators.tests.clients import READ_TIMEOUT_S, read_byte_by_byte
 from simulators.tests.servers import serve, serve_in_process
 
 
@@ -32,6 +35,27 @@ def configure(http: requests.Session, url: str, **changes: Any) -> None:
 
 def stats(http: requests.Session, url: str, **params: str) -> dict[str, Any]:
     return http.get(f"{url}/_control/stats", params=params).json()
+
+
+def fail_next(http: requests.Session, url: str, **body: Any) -> None:
+    response = http.post(f"{url}/_control/fail_next", json=body)
+    assert response.status_code == 200, response.text
+
+
+def stored(http: requests.Session, url: str, key: str) -> dict[str, Any] | None:
+    response = http.get(f"{url}/_control/charges/{key}")
+    return response.json() if response.status_code == 200 else None
+
+
+def unusable(body: bytes) -> str:
+    """Which kind of body a client cannot use this is (or "charge": it can)."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return "truncated" if body.startswith(b'{"id":"ch_') else "not json"
+    if not isinstance(value, dict):
+        return "not an object"
+    return "charge" if {"id", "status"} <= set(value) else "fields missing"
 
 
 def test_new_charge_is_captured_and_can_be_read_back(http, payment_url):
@@ -473,3 +497,311 @@ def test_a_script_for_one_key_applies_to_that_key_first(http, payment_url):
     assert first.status_code == 503
     assert second.json()["status"] == "declined"
     assert third.json()["status"] == "captured"
+
+
+def test_a_hang_does_nothing_and_answers_nothing_in_time(http, payment_url):
+    # given
+    configure(http, payment_url, hang_ms=800)
+    fail_next(http, payment_url, kind="charge", mode="hang")
+
+    # when
+    with pytest.raises(requests.ReadTimeout):
+        charge(requests, payment_url, "k1", timeout=(5, READ_TIMEOUT_S))
+
+    # then nothing is stored, nor counted; the request was seen
+    assert stored(http, payment_url, "k1") is None
+    assert stats(http, payment_url)["charge_requests"] == 0
+    assert [r["kind"] for r in http.get(f"{payment_url}/_control/requests").json()["results"]] == [
+        "charge"
+    ]
+
+    # and a client that waits out hang_ms gets a 503, a lookup hanging alike
+    configure(http, payment_url, hang_ms=200)
+    fail_next(http, payment_url, kind="lookup", mode="hang")
+    started = time.monotonic()
+    late = http.get(f"{payment_url}/charges/k1", timeout=5)
+    assert time.monotonic() - started >= 0.2
+    assert (late.status_code, late.json()["error"]["code"]) == (503, "service_unavailable")
+    assert charge(http, payment_url, "k1").status_code == 201
+
+
+def test_drip_charges_then_sends_the_answer_a_byte_at_a_time(http, payment_url):
+    # given
+    configure(http, payment_url, drip_interval_ms=5)
+    fail_next(http, payment_url, kind="charge", mode="drip")
+
+    # when
+    read = read_byte_by_byte(charge, requests, payment_url, "k1")
+
+    # then the client never waited past its read timeout, yet the answer took far longer
+    assert read.response.status_code == 201
+    assert read.longest_gap_s < READ_TIMEOUT_S
+    assert read.total_s > 2 * READ_TIMEOUT_S
+    assert read.headers_after_s < read.total_s / 4  # the status line and headers at once
+    assert int(read.response.headers["Content-Length"]) == len(read.body)
+    assert json.loads(read.body) == stored(http, payment_url, "k1")
+
+
+def test_drip_delivers_refusals_and_lookups_too(http, payment_url):
+    configure(http, payment_url, drip_interval_ms=0)
+    fail_next(http, payment_url, kind="lookup", mode="drip", times=2)
+    charge(http, payment_url, "k1")
+
+    found = http.get(f"{payment_url}/charges/k1", timeout=5)
+    missing = http.get(f"{payment_url}/charges/nope", timeout=5)
+
+    assert (found.status_code, found.json()) == (200, stored(http, payment_url, "k1"))
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+
+
+def test_malformed_answers_are_unusable_but_the_work_is_done(http, payment_url):
+    # given
+    charge(http, payment_url, "paid")
+    seen = set()
+
+    # when lookups are answered malformed under seed after seed
+    for seed in range(40):
+        configure(http, payment_url, seed=seed)
+        fail_next(http, payment_url, kind="lookup", mode="malformed")
+        response = http.get(f"{payment_url}/charges/paid")
+        assert response.status_code == 200
+        seen.add(unusable(response.content))
+
+    # then every kind of unusable body comes up, never the charge
+    assert seen == {"not json", "not an object", "fields missing", "truncated"}
+
+    # and a malformed answer to a charge or a refund hides work that was done
+    fail_next(http, payment_url, kind="charge", mode="malformed")
+    fail_next(http, payment_url, kind="refund", mode="malformed", key="paid")
+    answered = charge(http, payment_url, "k2")
+    refunded = http.post(f"{payment_url}/charges/paid/refund")
+    assert answered.status_code == refunded.status_code == 200
+    assert unusable(answered.content) != "charge" and unusable(refunded.content) != "charge"
+    assert stored(http, payment_url, "k2")["status"] == "captured"
+    assert stored(http, payment_url, "paid")["status"] == "refunded"
+
+
+def test_lost_answers_come_after_timeout_delay_ms_and_the_work_is_done(http, payment_url):
+    # given
+    configure(http, payment_url, timeout_delay_ms=400)
+    fail_next(http, payment_url, kind="charge", mode="lost")
+    fail_next(http, payment_url, kind="refund", mode="lost")
+
+    # when the caller gives up first
+    with pytest.raises(requests.ReadTimeout):
+        charge(requests, payment_url, "k1", timeout=(5, 0.2))
+
+    # then the charge was made
+    deadline = time.monotonic() + 5
+    while stored(http, payment_url, "k1") is None:
+        assert time.monotonic() < deadline, "the lost charge was never stored"
+
+    # and a patient caller gets the real answer, late
+    started = time.monotonic()
+    refunded = http.post(f"{payment_url}/charges/k1/refund", timeout=5)
+    assert time.monotonic() - started >= 0.4
+    assert (refunded.status_code, refunded.json()["status"]) == (200, "refunded")
+
+
+def test_a_lost_answer_to_a_timed_out_charge_is_one_delay(http, payment_url):
+    configure(http, payment_url, timeout_delay_ms=400)
+    http.post(f"{payment_url}/_control/script", json={"outcomes": ["timeout"]})
+    fail_next(http, payment_url, kind="charge", mode="lost")
+
+    started = time.monotonic()
+    response = charge(http, payment_url, "k1", timeout=5)
+
+    assert response.status_code == 201
+    assert 0.4 <= time.monotonic() - started < 0.8  # two delays would be 0.8 s
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_in_use_status_answers_a_charge_while_another_with_its_key_is_held(
+    http, payment_url, status
+):
+    # given
+    configure(http, payment_url, hold_charges=True, in_use_status=status)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(charge, requests, payment_url, "k1")
+        deadline = time.monotonic() + 5
+        while not http.get(f"{payment_url}/_control/requests").json()["results"]:
+            assert time.monotonic() < deadline, "the first charge never arrived"
+
+        # when
+        second = charge(http, payment_url, "k1")
+        configure(http, payment_url, hold_charges=False)
+
+        # then
+        assert (second.status_code, second.json()["error"]["code"]) == (
+            status,
+            "idempotency_key_in_use",
+        )
+        assert first.result(timeout=10).status_code == 201
+    assert stats(http, payment_url)["captured"] == 1
+
+
+def test_forced_modes_apply_times_and_to_their_key_only(http, payment_url):
+    charge(http, payment_url, "k1")
+    charge(http, payment_url, "k2")
+    fail_next(http, payment_url, kind="lookup", mode="malformed", times=2, key="k2")
+
+    answers = [
+        unusable(http.get(f"{payment_url}/charges/{key}").content)
+        for key in ("k1", "k2", "k1", "k2", "k2")
+    ]
+
+    assert answers[0] == answers[2] == answers[4] == "charge"
+    assert "charge" not in (answers[1], answers[3])
+
+
+def test_transient_rate_answers_a_listed_status_doing_nothing(http, payment_url):
+    configure(http, payment_url, transient_rate=1, transient_statuses=[425, 503])
+
+    answers = [charge(http, payment_url, f"k{n}") for n in range(10)]
+
+    assert {r.status_code for r in answers} == {425, 503}
+    assert {r.json()["error"]["code"] for r in answers} == {"forced_error", "service_unavailable"}
+    assert stats(http, payment_url)["charges"] == 0
+    configure(http, payment_url, transient_rate=0)
+    assert charge(http, payment_url, "k1").status_code == 201
+
+
+def test_fault_rates_replay_the_same_answers_for_a_seed(http, payment_url, tmp_path: Path):
+    # hang_ms 0 makes a hang an instant 503; drip and lost without delay answer normally.
+    rates = {
+        "seed": 7,
+        "hang_rate": 0.1,
+        "transient_rate": 0.2,
+        "lost_rate": 0.1,
+        "drip_rate": 0.1,
+        "malformed_rate": 0.2,
+        "hang_ms": 0,
+        "drip_interval_ms": 0,
+        "timeout_delay_ms": 0,
+    }
+
+    def run(url: str) -> list[tuple[int, str]]:
+        configure(http, url, **rates)
+        answers = []
+        for index in range(15):
+            key = f"order-{index}"
+            for response in (
+                charge(http, url, key),
+                http.get(f"{url}/charges/{key}"),
+                http.post(f"{url}/charges/{key}/refund"),
+                charge(http, url, key),
+            ):
+                code = response.json()["error"]["code"] if response.status_code >= 400 else ""
+                answers.append((response.status_code, code or unusable(response.content)))
+        return answers
+
+    with serve_in_process("payments", str(tmp_path / "other.sqlite3")) as other_url:
+        here, there = run(payment_url), run(other_url)
+
+    assert here == there
+    statuses = {status for status, _ in here}
+    assert {408, 425, 429, 503} <= statuses  # transient ones, and hangs
+    assert {"charge", "not json", "fields missing"} <= {kind for _, kind in here}
+
+
+def test_reset_clears_the_forced_answers(http, payment_url):
+    fail_next(http, payment_url, kind="charge", mode="hang")
+    fail_next(http, payment_url, kind="lookup", status=401, times=3)
+
+    http.post(f"{payment_url}/_control/reset")
+
+    assert charge(http, payment_url, "k1", timeout=5).status_code == 201
+    assert http.get(f"{payment_url}/charges/k1", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "charge", "status": 429, "mode": "hang"},
+        {"kind": "charge"},
+        {"kind": "charge", "mode": "explode"},
+        {"kind": "charge", "mode": None},
+        {"kind": "charge", "mode": ["hang"]},
+        {"kind": "charge", "status": 200},
+        {"kind": "capture", "mode": "drip"},
+        {"kind": "charge", "mode": "drip", "times": 0},
+        {"kind": "charge", "mode": "drip", "key": "a/b"},
+    ],
+)
+def test_bad_forced_answers_are_400_and_queue_nothing(http, payment_url, body):
+    response = http.post(f"{payment_url}/_control/fail_next", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert charge(http, payment_url, "k1", timeout=5).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"hang_rate": 2},
+        {"drip_rate": -0.5},
+        {"malformed_rate": "0.1"},
+        {"lost_rate": True},
+        {"transient_rate": 1.01},
+        {"transient_statuses": []},
+        {"transient_statuses": [429, 200]},
+        {"transient_statuses": 429},
+        {"in_use_status": 410},
+        {"in_use_status": 409.0},
+        {"hang_ms": -1},
+        {"drip_interval_ms": 0.5},
+    ],
+)
+def test_invalid_fault_config_is_rejected_and_unchanged(http, payment_url, changes):
+    response = http.put(f"{payment_url}/_control/config", json=changes)
+
+    assert response.status_code == 400
+    assert http.get(f"{payment_url}/_control/config").json() == payments.DEFAULT_CONFIG
+
+
+def test_a_file_from_before_answer_modes_keeps_its_forced_answers(http, payment_db):
+    # given a file whose forced answers were made before there were modes
+    payments.create_app(payment_db)
+    conn = sqlite3.connect(payment_db, isolation_level=None)
+    conn.executescript(
+        """
+        DROP TABLE forced_answers;
+        CREATE TABLE forced_answers (
+            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL CHECK (kind IN ('charge', 'lookup', 'refund')),
+            idempotency_key TEXT,
+            status INTEGER NOT NULL
+        );
+        INSERT INTO forced_answers (kind, idempotency_key, status) VALUES ('lookup', NULL, 401);
+        """
+    )
+    conn.close()
+
+    # when
+    with serve(payments.create_app(payment_db)) as url:
+        fail_next(http, url, kind="lookup", mode="malformed")
+        answers = [http.get(f"{url}/charges/k1") for _ in range(3)]
+
+    # then
+    assert [r.status_code for r in answers] == [401, 200, 404]
+    assert unusable(answers[1].content) != "charge"
+
+
+def test_the_test_side_handle_forces_statuses_and_modes(http, payment_sim):
+    # given
+    charge(http, payment_sim.url, "k1")
+    payment_sim.fail_next("lookup", 401)
+    payment_sim.fail_next("lookup", mode="malformed", key="k1")
+    payment_sim.configure(in_use_status=422)
+
+    # when
+    answers = [http.get(f"{payment_sim.url}/charges/k1") for _ in range(3)]
+
+    # then the answer forced on the key comes first
+    assert [r.status_code for r in answers] == [200, 401, 200]
+    assert [unusable(r.content) == "charge" for r in (answers[0], answers[2])] == [False, True]
+    with pytest.raises(ValueError):
+        payment_sim.fail_next("lookup")
+    with pytest.raises(ValueError):
+        payment_sim.fail_next("lookup", 401, mode="hang")

@@ -4,6 +4,7 @@ late answers, Standard Webhooks signature checks, the control API."""
 import base64
 import hashlib
 import hmac
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from simulators import receiver, wsgi
+from simulators.tests.clients import READ_TIMEOUT_S, read_byte_by_byte
 from simulators.tests.servers import serve
 
 SECRET = "whsec_" + base64.b64encode(b"a test key of the webhook receiver").decode()
@@ -343,6 +345,9 @@ def test_config_is_set_by_put_or_post_and_read_back(http, receiver_url):
         ("post", "/_control/script", {"outcomes": ["ok", "explode"]}),
         ("post", "/_control/script", {"outcomes": "ok"}),
         ("post", "/_control/script", {"outcomes": ["ok"], "key": "x"}),
+        ("post", "/_control/script", {"outcomes": ["drip", "stall"]}),
+        ("put", "/_control/config", {"drip_interval_ms": -1}),
+        ("put", "/_control/config", {"hang_ms": 0.5}),
         ("get", "/_control/received?after_id=abc", None),
         ("get", "/_control/received?after_id=-1", None),
         ("get", "/_control/received?limit=0", None),
@@ -447,3 +452,88 @@ def test_the_test_side_handle_drives_the_shared_simulator_server(http, receiver_
         2,
     )
     assert stats["verified"] == {"true": 2, "false": 1}
+
+
+def test_a_dripped_answer_is_200_at_once_and_its_body_a_byte_at_a_time(http, receiver_url):
+    # given
+    configure(http, receiver_url, drip_interval_ms=70)
+    script(http, receiver_url, "drip")
+
+    # when
+    read = read_byte_by_byte(deliver, http, receiver_url, webhook_id="msg_dripped")
+
+    # then the sender never waited past its read timeout, yet the answer took far longer
+    assert (read.response.status_code, read.body) == (200, b'{"received":true}')
+    assert read.longest_gap_s < READ_TIMEOUT_S
+    assert read.total_s > 2 * READ_TIMEOUT_S
+    assert read.headers_after_s < read.total_s / 4
+    [record] = received(http, receiver_url)
+    assert (record["status"], record["outcome"]) == (200, "drip")
+
+
+def test_a_hang_answers_nothing_in_time_and_is_recorded(http, receiver_url):
+    # given
+    configure(http, receiver_url, hang_ms=800)
+    script(http, receiver_url, "hang")
+
+    # when
+    with pytest.raises(requests.ReadTimeout):
+        deliver(http, receiver_url, webhook_id="msg_hung", timeout=(5, READ_TIMEOUT_S))
+
+    # then
+    [record] = received(http, receiver_url)
+    assert (record["headers"]["webhook-id"], record["status"], record["outcome"]) == (
+        "msg_hung",
+        503,
+        "hang",
+    )
+
+    # and a sender that waits out hang_ms gets a 503
+    configure(http, receiver_url, hang_ms=200)
+    script(http, receiver_url, "hang")
+    started = time.monotonic()
+    late = deliver(http, receiver_url, webhook_id="msg_waited", timeout=5)
+    assert time.monotonic() - started >= 0.2
+    assert (late.status_code, late.json()["error"]["code"]) == (503, "service_unavailable")
+
+
+def test_a_file_from_before_drip_and_hang_keeps_its_deliveries_and_ids(http, receiver_db):
+    # given a file whose deliveries table was made before there were drip and hang
+    receiver.create_app(receiver_db)
+    conn = sqlite3.connect(receiver_db, isolation_level=None)
+    conn.executescript(
+        """
+        DROP TABLE received;
+        CREATE TABLE received (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hook TEXT NOT NULL,
+            webhook_id TEXT,
+            headers TEXT NOT NULL,
+            body TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'fail', 'timeout', 'slow', 'rejected')),
+            verified INTEGER CHECK (verified IN (0, 1))
+        );
+        INSERT INTO received (id, hook, webhook_id, headers, body, received_at, status, outcome)
+        VALUES (7, 'orders', 'msg_old', '{}', '{}', '2026-01-01T00:00:00.000Z', 200, 'ok');
+        INSERT INTO received (id, hook, webhook_id, headers, body, received_at, status, outcome)
+        VALUES (9, 'orders', 'msg_gone', '{}', '{}', '2026-01-01T00:00:00.000Z', 200, 'ok');
+        DELETE FROM received WHERE id = 9;
+        """
+    )
+    conn.close()
+
+    # when
+    with serve(receiver.create_app(receiver_db)) as url:
+        configure(http, url, drip_interval_ms=0)
+        script(http, url, "drip")
+        deliver(http, url, webhook_id="msg_new")
+        records = received(http, url)
+
+    # then
+    assert [(r["id"], r["outcome"]) for r in records] == [(7, "ok"), (10, "drip")]
+    indexes = sqlite3.connect(receiver_db).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'received'"
+    )
+    assert [name for (name,) in indexes] == ["received_by_webhook_id"]

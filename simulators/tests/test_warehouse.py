@@ -1,5 +1,6 @@
 """The warehouse simulator over real HTTP: stock pages, shipments, drift, injected failures."""
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ import pytest
 import requests
 
 from simulators import warehouse
+from simulators.tests.clients import READ_TIMEOUT_S, read_byte_by_byte
 from simulators.tests.servers import serve, serve_in_process
 
 
@@ -39,9 +41,26 @@ def by_sku(http: requests.Session, url: str) -> dict[str, tuple[int, int]]:
     return {row["sku"]: (row["on_hand"], row["version"]) for row in all_stock(http, url)}
 
 
-def ship(http: Any, url: str, order_id: Any, lines: dict[str, int]) -> requests.Response:
+def ship(
+    http: Any, url: str, order_id: Any, lines: dict[str, int], **kwargs: Any
+) -> requests.Response:
     body = {"order_id": order_id, "lines": [{"sku": s, "quantity": q} for s, q in lines.items()]}
-    return http.post(f"{url}/shipments", json=body)
+    return http.post(f"{url}/shipments", json=body, **kwargs)
+
+
+def ship_batch(http: Any, url: str, order_ids: list[str], **kwargs: Any) -> requests.Response:
+    shipments = [{"order_id": o, "lines": [{"sku": "A", "quantity": 1}]} for o in order_ids]
+    return http.post(f"{url}/shipments/batch", json={"shipments": shipments}, **kwargs)
+
+
+def fail_next(http: requests.Session, url: str, **body: Any) -> None:
+    response = http.post(f"{url}/_control/fail_next", json=body)
+    assert response.status_code == 200, response.text
+
+
+def shipped(http: requests.Session, url: str) -> list[str]:
+    """The order ids shipped, in the order they shipped."""
+    return [s["order_id"] for s in http.get(f"{url}/_control/shipments").json()["results"]]
 
 
 def test_stock_is_paged_by_sku_without_an_empty_last_page(http, warehouse_url):
@@ -471,3 +490,320 @@ def test_a_batch_of_shipments_ships_or_refuses_each_on_its_own(http, warehouse_u
     stock = {r["sku"]: r["on_hand"] for r in http.get(f"{warehouse_url}/stock").json()["results"]}
     assert stock == {"A": 0, "B": 0}
     assert http.post(f"{warehouse_url}/shipments/batch", json={"shipments": []}).status_code == 400
+
+
+def test_a_forced_status_does_nothing_and_applies_to_its_order_only(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 10})
+    fail_next(http, warehouse_url, kind="shipment", status=409, times=2, order_id="o-1")
+    fail_next(http, warehouse_url, kind="stock", status=500)
+
+    # when
+    answers = [
+        ship(http, warehouse_url, "o-2", {"A": 1}),
+        ship(http, warehouse_url, "o-1", {"A": 1}),
+        ship(http, warehouse_url, "o-1", {"A": 1}),
+        ship(http, warehouse_url, "o-1", {"A": 1}),
+        http.get(f"{warehouse_url}/stock"),
+        http.get(f"{warehouse_url}/stock"),
+    ]
+
+    # then
+    assert [r.status_code for r in answers] == [201, 409, 409, 201, 500, 200]
+    assert [answers[n].json()["error"]["code"] for n in (1, 4)] == [
+        "forced_error",
+        "service_unavailable",
+    ]
+    assert shipped(http, warehouse_url) == ["o-2", "o-1"]
+    assert answers[5].json()["results"][0]["on_hand"] == 8
+
+
+def test_lookups_and_cancels_take_forced_answers_too(http, warehouse_url):
+    set_stock(http, warehouse_url, {"A": 10})
+    ship(http, warehouse_url, "o-1", {"A": 1})
+    fail_next(http, warehouse_url, kind="get_shipment", status=404, order_id=1)
+    fail_next(http, warehouse_url, kind="list_shipments", status=429)
+    fail_next(http, warehouse_url, kind="cancel", status=502, order_id="o-2")
+
+    assert http.get(f"{warehouse_url}/shipments/o-1").status_code == 200  # another order
+    assert http.get(f"{warehouse_url}/shipments/1").status_code == 404
+    assert http.get(f"{warehouse_url}/shipments").status_code == 429
+    assert http.post(f"{warehouse_url}/shipments/o-2/cancel").status_code == 502
+    assert ship(http, warehouse_url, "o-2", {"A": 1}).status_code == 201  # never cancelled
+
+
+def test_a_hang_ships_nothing_and_answers_nothing_in_time(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 10})
+    configure(http, warehouse_url, hang_ms=800)
+    fail_next(http, warehouse_url, kind="shipment", mode="hang")
+
+    # when
+    with pytest.raises(requests.ReadTimeout):
+        ship(requests, warehouse_url, "o-1", {"A": 1}, timeout=(5, READ_TIMEOUT_S))
+
+    # then
+    assert shipped(http, warehouse_url) == []
+
+    # and a client that waits out hang_ms gets a 503, a batch hanging alike
+    configure(http, warehouse_url, hang_ms=200)
+    fail_next(http, warehouse_url, kind="batch", mode="hang")
+    started = time.monotonic()
+    late = ship_batch(http, warehouse_url, ["o-1", "o-2"], timeout=5)
+    assert time.monotonic() - started >= 0.2
+    assert (late.status_code, late.json()["error"]["code"]) == (503, "service_unavailable")
+    assert shipped(http, warehouse_url) == []
+    assert by_sku(http, warehouse_url) == {"A": (10, 1)}
+
+
+def test_drip_ships_then_sends_the_answer_a_byte_at_a_time(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 10})
+    configure(http, warehouse_url, drip_interval_ms=8)
+    fail_next(http, warehouse_url, kind="shipment", mode="drip")
+
+    # when
+    read = read_byte_by_byte(ship, requests, warehouse_url, "o-1", {"A": 1})
+
+    # then the client never waited past its read timeout, yet the answer took far longer
+    assert read.response.status_code == 201
+    assert read.longest_gap_s < READ_TIMEOUT_S
+    assert read.total_s > 2 * READ_TIMEOUT_S
+    assert read.headers_after_s < read.total_s / 4
+    assert json.loads(read.body) == http.get(f"{warehouse_url}/shipments/o-1").json()
+
+
+def test_a_lost_answer_comes_after_timeout_delay_ms_and_the_shipment_is_made(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 10})
+    configure(http, warehouse_url, timeout_delay_ms=400)
+    fail_next(http, warehouse_url, kind="shipment", mode="lost")
+    fail_next(http, warehouse_url, kind="cancel", mode="lost")
+
+    # when the caller gives up first
+    with pytest.raises(requests.ReadTimeout):
+        ship(requests, warehouse_url, "o-1", {"A": 1}, timeout=(5, 0.2))
+
+    # then the shipment was made
+    deadline = time.monotonic() + 5
+    while shipped(http, warehouse_url) != ["o-1"]:
+        assert time.monotonic() < deadline, "the lost shipment was never made"
+
+    # and a patient caller gets the real answer, late
+    started = time.monotonic()
+    cancelled = http.post(f"{warehouse_url}/shipments/o-2/cancel", timeout=5)
+    assert time.monotonic() - started >= 0.4
+    assert cancelled.json() == {"order_id": "o-2", "status": "cancelled"}
+
+
+def batch_flaw(body: bytes, size: int) -> str:
+    """What is wrong with a batch answer to `size` shipments ("none": nothing)."""
+    value = json.loads(body)
+    if not isinstance(value, dict):
+        return "not an object"
+    results = value.get("results")
+    if not isinstance(results, list):
+        return "results not a list"
+    if len(results) != size:
+        return "wrong length"
+    if not all(isinstance(r, dict) for r in results):
+        return "a result not an object"
+    return "none"
+
+
+def test_a_malformed_batch_answer_ships_everything_the_client_cannot_read(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 1000})
+    flaws, odd_results = set(), []
+
+    # when batches are answered malformed under seed after seed
+    for seed in range(20):
+        configure(http, warehouse_url, seed=seed)
+        fail_next(http, warehouse_url, kind="batch", mode="malformed")
+        orders = [f"o-{seed}-{n}" for n in range(3)]
+        response = ship_batch(http, warehouse_url, orders)
+        assert response.status_code == 200
+        flaws.add(batch_flaw(response.content, 3))
+        results = response.json().get("results") if response.text.startswith("{") else None
+        if isinstance(results, list):
+            odd_results += [r for r in results if not isinstance(r, dict)]
+        assert shipped(http, warehouse_url)[-3:] == orders
+
+    # then every flaw comes up, a non-object result among the others included
+    assert flaws == {
+        "not an object",
+        "results not a list",
+        "wrong length",
+        "a result not an object",
+    }
+    assert set(odd_results) == {"shipped"}
+
+
+def test_a_malformed_answer_to_a_single_request_is_unusable(http, warehouse_url):
+    set_stock(http, warehouse_url, {"A": 100})
+    bodies = set()
+
+    for seed in range(20):
+        configure(http, warehouse_url, seed=seed)
+        fail_next(http, warehouse_url, kind="shipment", mode="malformed")
+        response = ship(http, warehouse_url, f"o-{seed}", {"A": 1})
+        assert response.status_code == 200
+        truncated = response.content.startswith(b'{"shipment_id":"sh_')
+        bodies.add("truncated" if truncated else response.text)
+
+    assert bodies == {"<html>oops", "[]", '{"unexpected": true}', "truncated"}
+    assert len(shipped(http, warehouse_url)) == 20
+
+
+def test_max_batch_refuses_a_larger_batch_with_413_and_ships_nothing(http, warehouse_url):
+    # given
+    set_stock(http, warehouse_url, {"A": 10})
+    configure(http, warehouse_url, max_batch=2)
+
+    # when
+    refused = ship_batch(http, warehouse_url, ["o-1", "o-2", "o-3"])
+    accepted = ship_batch(http, warehouse_url, ["o-4", "o-5"])
+
+    # then
+    assert (refused.status_code, refused.json()["error"]["code"]) == (413, "payload_too_large")
+    assert accepted.status_code == 200
+    assert shipped(http, warehouse_url) == ["o-4", "o-5"]
+    configure(http, warehouse_url, max_batch=0)
+    assert ship_batch(http, warehouse_url, ["o-1", "o-2", "o-3"]).status_code == 200
+    too_many = ship_batch(http, warehouse_url, [f"x-{n}" for n in range(warehouse.MAX_BATCH + 1)])
+    assert too_many.status_code == 400
+
+
+def test_an_outage_answers_503_to_every_business_request_and_ships_nothing(http, warehouse_url):
+    set_stock(http, warehouse_url, {"A": 10})
+    ship(http, warehouse_url, "before", {"A": 1})
+    configure(http, warehouse_url, outage=True)
+
+    answers = [
+        http.get(f"{warehouse_url}/stock"),
+        ship(http, warehouse_url, "o-1", {"A": 1}),
+        ship_batch(http, warehouse_url, ["o-2"]),
+        http.post(f"{warehouse_url}/shipments/o-3/cancel"),
+        http.get(f"{warehouse_url}/shipments/before"),
+        http.get(f"{warehouse_url}/shipments"),
+    ]
+
+    assert [(r.status_code, r.json()["error"]["code"]) for r in answers] == [
+        (503, "service_unavailable")
+    ] * 6
+    assert http.get(f"{warehouse_url}/health").status_code == 200
+    configure(http, warehouse_url, outage=False)
+    assert shipped(http, warehouse_url) == ["before"]
+    assert ship(http, warehouse_url, "o-3", {"A": 1}).status_code == 201  # never cancelled
+
+
+def test_fault_rates_replay_the_same_answers_after_the_seed_is_set_again(http, warehouse_url):
+    # hang_ms 0 makes a hang an instant 503; drip and lost without delay answer normally.
+    rates = {
+        "seed": 5,
+        "error_rate": 0.1,
+        "hang_rate": 0.15,
+        "lost_rate": 0.1,
+        "drip_rate": 0.1,
+        "malformed_rate": 0.2,
+        "hang_ms": 0,
+        "drip_interval_ms": 0,
+        "timeout_delay_ms": 0,
+    }
+
+    def run() -> list[tuple[int, bytes]]:
+        http.post(f"{warehouse_url}/_control/reset")
+        set_stock(http, warehouse_url, {"A": 100})
+        configure(http, warehouse_url, **rates)
+        answers = []
+        for n in range(12):
+            for response in (
+                http.get(f"{warehouse_url}/stock"),
+                ship(http, warehouse_url, f"o-{n}", {"A": 1}),
+                ship_batch(http, warehouse_url, [f"b-{n}"]),
+                http.post(f"{warehouse_url}/shipments/c-{n}/cancel"),
+            ):
+                answers.append((response.status_code, response.content[:12]))
+        return answers
+
+    first, second = run(), run()
+
+    assert first == second
+    assert {b"<html>oops", b"[]"} & {body for _, body in first}
+    assert {status for status, _ in first} == {200, 201, 503}
+
+
+def test_reset_clears_the_forced_answers(http, warehouse_url):
+    fail_next(http, warehouse_url, kind="stock", mode="hang")
+    fail_next(http, warehouse_url, kind="get_shipment", status=500, times=3)
+
+    http.post(f"{warehouse_url}/_control/reset")
+
+    assert http.get(f"{warehouse_url}/stock", timeout=5).status_code == 200
+    assert http.get(f"{warehouse_url}/shipments/o-1", timeout=5).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"kind": "shipment", "status": 500, "mode": "hang"},
+        {"kind": "shipment"},
+        {"kind": "shipment", "mode": "explode"},
+        {"kind": "shipment", "status": 302},
+        {"kind": "shipment", "status": "500"},
+        {"kind": "refund", "status": 500},
+        {"kind": "stock", "status": 500, "order_id": "o-1"},
+        {"kind": "shipment", "status": 500, "order_id": "a/b"},
+        {"kind": "shipment", "status": 500, "order_id": True},
+        {"kind": "shipment", "status": 500, "times": 0},
+        {"kind": "shipment", "status": 500, "key": "o-1"},
+    ],
+)
+def test_bad_forced_answers_are_400_and_queue_nothing(http, warehouse_url, body):
+    response = http.post(f"{warehouse_url}/_control/fail_next", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_request"
+    set_stock(http, warehouse_url, {"A": 1})
+    assert ship(http, warehouse_url, "o-1", {"A": 1}, timeout=5).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"hang_rate": 2},
+        {"lost_rate": -0.1},
+        {"drip_rate": "0.5"},
+        {"malformed_rate": None},
+        {"max_batch": -1},
+        {"max_batch": warehouse.MAX_BATCH + 1},
+        {"outage": 1},
+        {"hang_ms": 1.5},
+        {"drip_interval_ms": -1},
+        {"timeout_delay_ms": "3000"},
+        {"transient_rate": 0.5},  # the warehouse has none
+    ],
+)
+def test_invalid_fault_config_is_rejected_and_unchanged(http, warehouse_url, changes):
+    response = http.put(f"{warehouse_url}/_control/config", json=changes)
+
+    assert response.status_code == 400
+    assert http.get(f"{warehouse_url}/_control/config").json() == warehouse.DEFAULT_CONFIG
+
+
+def test_the_test_side_handle_forces_statuses_and_modes(http, warehouse_sim):
+    # given
+    warehouse_sim.set_stock({"A": 10})
+    warehouse_sim.fail_next("shipment", 503, order_id=7)
+    warehouse_sim.fail_next("batch", mode="malformed", times=2)
+
+    # when
+    pushes = [ship(http, warehouse_sim.url, order_id, {"A": 1}) for order_id in (8, 7, 7)]
+    batches = [ship_batch(http, warehouse_sim.url, [f"b-{n}"]) for n in range(3)]
+
+    # then
+    assert [r.status_code for r in pushes] == [201, 503, 201]
+    assert [batch_flaw(r.content, 1) == "none" for r in batches] == [False, False, True]
+    assert warehouse_sim.shipments()["count"] == 5
+    with pytest.raises(ValueError):
+        warehouse_sim.fail_next("stock", 500, mode="drip")
