@@ -233,6 +233,12 @@ elif env.str("CELERY_BROKER_URL", default="").startswith(("redis://", "rediss://
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env.str("CELERY_BROKER_URL"),
+            # A hung Redis must not hold a request (the wake-up debounce asks the cache):
+            # each command gives up within the publish bound (core/publisher.py).
+            "OPTIONS": {
+                "socket_timeout": env.float("CELERY_PUBLISH_TIMEOUT", default=1.0),
+                "socket_connect_timeout": env.float("CELERY_PUBLISH_TIMEOUT", default=1.0),
+            },
         }
     }
 else:
@@ -274,9 +280,9 @@ else:
         "health_check_interval": 25,
     }
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=3.0)
-# Publishing from web requests and after commits (orders/dispatch.py): each broker command
-# gives up after this long, with one retry, so a down or hung broker delays an answer by a
-# few seconds at most; the order is already saved and the reconciler publishes it later.
+# Publishing from web requests and after commits (core/publisher.py): once, each broker
+# command giving up after this long, and not again for a few seconds after one did, so a
+# down or hung broker delays an answer by this much at most; the order is already saved.
 CELERY_PUBLISH_TIMEOUT = env.float("CELERY_PUBLISH_TIMEOUT", default=1.0)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

@@ -1,8 +1,9 @@
 """Publishing work to Celery by task name (services need not import tasks).
 
 Publishing happens inside web requests and right after commits, so it goes through the
-bounded publisher (core.publisher). A failure is logged, never raised: the order is
-already committed, and the reconciler re-publishes work that makes no progress.
+bounded publisher (core.publisher: once, within CELERY_PUBLISH_TIMEOUT, and not at all for a
+few seconds after the broker failed to answer). A failure is logged, never raised: the order
+is already committed, and beat's wake-ups and the reconciler take it up.
 """
 
 import logging
@@ -10,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from core.publisher import first_to_ask, forget_asked, publisher
+from core.publisher import first_to_ask, forget_asked, publish_task
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ def publish(
     order_id: int | None = None,
 ) -> bool:
     """Publish one task (to run `countdown` seconds from now, if given); False (logged) when
-    the broker did not take it in time."""
+    the broker did not take it in time, or did not answer moments ago (core.publisher)."""
     try:
-        publisher().send_task(task, args=args, kwargs=kwargs, countdown=countdown)
+        publish_task(task, args=args, kwargs=kwargs, countdown=countdown)
     except Exception as exc:
         logger.warning(
             "could not publish %s (%s: %s); the reconciler will retry",

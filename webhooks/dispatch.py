@@ -6,7 +6,7 @@ import logging
 
 from django.conf import settings
 
-from core.publisher import first_to_ask, forget_asked, publisher
+from core.publisher import first_to_ask, forget_asked, publish_task
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ RETRY_WAKE_PENDING = "webhooks:retry-wake-pending"
 
 def _publish(countdown: float | None) -> bool:
     try:
-        publisher().send_task(DELIVER, countdown=countdown)
+        publish_task(DELIVER, countdown=countdown)
     except Exception as exc:
         logger.warning(
             "could not publish %s (%s: %s); the sweep delivers the events",

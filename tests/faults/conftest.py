@@ -2,8 +2,8 @@ import time
 
 import pytest
 
+from core.publisher import publisher
 from inventory.tests.factories import product_in_warehouse
-from orders.dispatch import publisher
 from tests.faults.harness import PrivateRedis, Stack, set_schedule
 
 
