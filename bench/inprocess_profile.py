@@ -4,8 +4,9 @@ thread's own CPU clock (time.thread_time), so a busy machine does not distort it
     .venv/bin/python -m bench.inprocess_profile --orders 300
 
 Each order is created through the API (Django test client with token auth: the whole
-middleware and DRF stack, not gunicorn) and processed (order_process: reserve, charge,
-confirm, push to the warehouse), exactly as the task calls it; the simulators answer over HTTP from
+middleware and DRF stack, not gunicorn) and processed (orders_advance, a batch of one:
+reserve, charge, confirm, push to the warehouse), exactly as the task calls it; the simulators
+answer over HTTP from
 a thread of this process (their CPU is not in the figures). Publishing to Celery is stubbed
 (its cost shows in `make bench --profile`). Logging stays as configured (JSON, INFO), written to
 a file. Uses its own database (BENCH_PROFILE_DATABASE_URL, default orderproj_bench_profile).
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     from rest_framework.test import APIClient
 
     from bench.scenarios import SCENARIOS, seed
-    from orders.workflow import order_process
+    from orders.models import Order
+    from orders.workflow import orders_advance
 
     call_command("migrate", verbosity=0)
     user, _ = get_user_model().objects.get_or_create(username="bench-customer")
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             order_id = response.json()["id"]
             with contextlib.nullcontext() if warm else measured("process_order"):
-                order_process(order_id=order_id)
+                orders_advance([Order.objects.select_related("payment").get(pk=order_id)])
     sims.shutdown()
 
     report = io.StringIO()

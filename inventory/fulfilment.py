@@ -9,31 +9,42 @@ from inventory.types import Shipment, WarehouseRejected, WarehouseUnavailable
 from inventory.warehouse import get_warehouse
 
 __all__ = [
+    "Answer",
     "Shipment",
     "WarehouseRejected",
     "WarehouseUnavailable",
     "shipment_cancel",
-    "shipment_push",
     "shipments_push",
     "shipped_order_refs",
 ]
 
 
-def shipment_push(*, order_ref: str, lines: list[tuple[str, int]]) -> Shipment:
-    """Ship the order's lines (sku, quantity), once per `order_ref` whatever the retries:
-    the warehouse answers a repeated push with the shipment it made. Raises
-    WarehouseUnavailable (no answer: it may have shipped) or WarehouseRejected (refused, with
-    the warehouse's code: unknown_sku, insufficient_stock, order_cancelled, ...)."""
-    return get_warehouse().ship(order_id=order_ref, lines=lines)
+Answer = Shipment | WarehouseRejected | WarehouseUnavailable
 
 
-def shipments_push(
-    *, shipments: list[tuple[str, list[tuple[str, int]]]]
-) -> dict[str, Shipment | WarehouseRejected]:
-    """Ship many orders (order ref, lines) in one request: each order ref's Shipment or its
-    refusal, each once whatever the retries. Raises WarehouseUnavailable when the warehouse
-    gives no answer (any of them may have shipped)."""
-    return get_warehouse().ship_many(shipments)
+def shipments_push(*, shipments: list[tuple[str, list[tuple[str, int]]]]) -> dict[str, Answer]:
+    """Ship many orders (order ref, lines (sku, quantity)), each once whatever the retries:
+    the warehouse answers a repeated push with the shipment it made. Returns each order ref's
+    Shipment, its refusal (WarehouseRejected, with the warehouse's code: unknown_sku,
+    insufficient_stock, order_cancelled, ...), or WarehouseUnavailable (no answer for it that
+    can be read: it may have shipped). Raises WarehouseUnavailable when the warehouse gives
+    no answer at all (any of them may have shipped).
+
+    A refusal of the whole request is each order's answer: a request too large (413) is
+    split in halves, pushed again, down to one order a request; any other refusal (400,
+    401, ...) is each of its orders' refusal."""
+    if not shipments:
+        return {}
+    try:
+        return get_warehouse().ship_many(shipments)
+    except WarehouseRejected as refused:
+        if refused.status == 413 and len(shipments) > 1:
+            half = len(shipments) // 2
+            return {
+                **shipments_push(shipments=shipments[:half]),
+                **shipments_push(shipments=shipments[half:]),
+            }
+        return {order_ref: refused for order_ref, _ in shipments}
 
 
 def shipment_cancel(*, order_ref: str) -> Shipment | None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Product
-from core.errors import Conflict, DomainError
+from core.errors import DomainError
 from inventory.lock_objects import stock_levels_for_update, stock_lock_cte
 from inventory.models import MovementReason, StockLevel, StockMovement
 from inventory.types import ShippedLevel, SkuLevel
@@ -32,25 +33,18 @@ Levels = tuple[int, int, int]  # on_hand, reserved, committed
 
 @dataclass(frozen=True)
 class Shortage:
+    """A line an order could not get: how many units it asked for, how many there were."""
+
     product_id: int
     requested: int
     available: int
 
-
-class InsufficientStock(Conflict):
-    code = "insufficient_stock"
-    default_message = "Not enough stock for every line."
-
-    def __init__(self, shortages: list[Shortage]):
-        self.shortages = shortages
-        super().__init__(
-            details={
-                "shortages": [
-                    {"product_id": s.product_id, "requested": s.requested, "available": s.available}
-                    for s in shortages
-                ]
-            }
-        )
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "product_id": self.product_id,
+            "requested": self.requested,
+            "available": self.available,
+        }
 
 
 class StockInvariantViolation(DomainError):
@@ -158,7 +152,8 @@ def _order_moves(orders: Holds, reason: MovementReason, **sign: int) -> list[Mov
 # held. Works on PostgreSQL and SQLite (UPDATE ... FROM, RETURNING).
 _TRANSITION_SQL = """
 WITH {locked}, line(pid, quantity, new_on_hand, new_version) AS (VALUES {rows})
-UPDATE inventory_stocklevel AS s SET {assignments}, updated_at = %s
+UPDATE inventory_stocklevel AS s SET {assignments}, ledger_seq = s.ledger_seq + 1,
+    updated_at = %s
 FROM line JOIN locked ON locked.id = line.pid
 WHERE s.product_id = line.pid AND {guard}
 RETURNING product_id, on_hand, reserved, committed
@@ -207,71 +202,40 @@ def _change(
         return {pid: (on_hand, reserved, committed) for pid, on_hand, reserved, committed in cursor}
 
 
-def stock_reserve(*, orders: Holds, actor_id: int | None = None) -> None:
-    """Reserve every line of `orders` or none: `reserved += q` only if `available >= q` for
-    each product.
-
-    Raises InsufficientStock (naming every short product) and changes nothing otherwise.
-    Runs in the caller's transaction; rows locked in ascending product id order.
-    """
-    quantities = _totals(orders)
-    reserved = _change(
-        quantities,
-        assignments="reserved = s.reserved + line.quantity",
-        guard="locked.was_available >= line.quantity",
-    )
-    if len(reserved) == len(quantities):
-        _record(_order_moves(orders, R.RESERVE, reserved=+1), reserved, actor_id=actor_id)
-        return
-    if reserved:  # some lines held and others did not: give those back, as if never taken
-        _change(
-            {pid: quantities[pid] for pid in reserved},
-            assignments="reserved = s.reserved - line.quantity",
-            guard="locked.was_reserved >= line.quantity",
-        )
-    short = {pid: q for pid, q in quantities.items() if pid not in reserved}
-    available = dict(
-        StockLevel.objects.filter(product_id__in=short).values_list("product_id", "available")
-    )
-    raise InsufficientStock(
-        [Shortage(pid, q, max(available.get(pid, 0), 0)) for pid, q in sorted(short.items())]
-    )
-
-
 @dataclass(frozen=True)
 class Allocation:
     reserved: list[int]  # the orders that got every line, in the order given
     short: dict[int, list[Shortage]]  # the others, and which of their lines were short
 
 
-def stock_allocate(
-    *, requests: Sequence[tuple[int, Mapping[int, int]]], actor_id: int | None = None
-) -> Allocation:
-    """Reserve stock for as many of `requests` (order id, quantities per product) as fit,
-    first come first served in the order given, each all its lines or none.
+def stock_reserve(*, orders: Holds, actor_id: int | None = None) -> Allocation:
+    """Reserve stock for as many of `orders` ({order id: {product id: units}}) as fit, first
+    come first served in the order given, each all its lines or none: `reserved += q` only
+    where `available >= q`. The orders that did not fit, and their short lines, are in the
+    result's `short`; nothing of theirs changed.
 
-    Two statements however many requests: the rows of every product asked for are locked
-    once, in ascending product id order, with their `available` read as locked; the
-    requests that fit are chosen here; one statement adds their units to `reserved` (guarded
-    on the locked rows again). Runs in the caller's transaction.
+    Two statements however many orders: the rows of every product asked for are locked
+    once, in ascending product id order, with their `available` read as locked; the orders
+    that fit are chosen here; one statement adds their units to `reserved` (guarded on the
+    locked rows again). Runs in the caller's transaction.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("stock transitions must run inside a transaction")
-    product_ids = sorted({pid for _, quantities in requests for pid in quantities})
+    product_ids = sorted({pid for quantities in orders.values() for pid in quantities})
     available = dict(stock_levels_for_update(product_ids).values_list("product_id", "available"))
     reserved: list[int] = []
     short: dict[int, list[Shortage]] = {}
     totals: dict[int, int] = defaultdict(int)
-    for key, quantities in requests:
+    for order_id, quantities in orders.items():
         lacking = [
             Shortage(pid, q, max(available.get(pid, 0), 0))
             for pid, q in sorted(quantities.items())
             if available.get(pid, 0) < q
         ]
         if lacking:
-            short[key] = lacking
+            short[order_id] = lacking
             continue
-        reserved.append(key)
+        reserved.append(order_id)
         for pid, q in quantities.items():
             available[pid] -= q
             totals[pid] += q
@@ -281,8 +245,7 @@ def stock_allocate(
         guard="locked.was_available >= line.quantity",
     )
     _raise_unless_all(totals, changed, held="available")
-    granted = dict(requests)
-    moves = _order_moves({key: granted[key] for key in reserved}, R.RESERVE, reserved=+1)
+    moves = _order_moves({pid: orders[pid] for pid in reserved}, R.RESERVE, reserved=+1)
     _record(moves, changed, actor_id=actor_id)
     return Allocation(reserved, short)
 
@@ -364,7 +327,10 @@ def stock_set_from_warehouse(
         elif row.version < version:
             before = row.on_hand
             StockLevel.objects.filter(pk=product_id).update(
-                on_hand=on_hand, version=version, updated_at=timezone.now()
+                on_hand=on_hand,
+                version=version,
+                ledger_seq=F("ledger_seq") + 1,
+                updated_at=timezone.now(),
             )
         else:
             return False
@@ -450,7 +416,8 @@ class BatchResult:
 _APPLY_SQL = """
 WITH incoming(sku, new_on_hand, new_version) AS (VALUES {rows})
 UPDATE inventory_stocklevel AS s
-SET on_hand = incoming.new_on_hand, version = incoming.new_version, updated_at = %s
+SET on_hand = incoming.new_on_hand, version = incoming.new_version,
+    ledger_seq = s.ledger_seq + 1, updated_at = %s
 FROM incoming JOIN catalog_product AS p ON p.sku = incoming.sku
 WHERE s.product_id = p.id AND s.version < incoming.new_version AND s.product_id IN ({locked})
 RETURNING product_id, on_hand, reserved, committed
@@ -458,7 +425,8 @@ RETURNING product_id, on_hand, reserved, committed
 # Stock rows for products that had none; a row another transaction created meanwhile stays
 # as it is (and is reported as not created).
 _CREATE_SQL = """
-INSERT INTO inventory_stocklevel (product_id, on_hand, version, reserved, committed, updated_at)
+INSERT INTO inventory_stocklevel
+    (product_id, on_hand, version, reserved, committed, ledger_seq, updated_at)
 VALUES {rows} ON CONFLICT DO NOTHING RETURNING product_id
 """
 
@@ -469,7 +437,7 @@ def _create_rows(new: Mapping[int, tuple[int, int]]) -> list[int]:
     now = _now_for_sql()
     with connection.cursor() as cursor:
         cursor.execute(
-            _CREATE_SQL.format(rows=", ".join(["(%s, %s, %s, 0, 0, %s)"] * len(new))),
+            _CREATE_SQL.format(rows=", ".join(["(%s, %s, %s, 0, 0, 1, %s)"] * len(new))),
             [v for pid, (on_hand, version) in new.items() for v in (pid, on_hand, version, now)],
         )
         return sorted(pid for (pid,) in cursor)

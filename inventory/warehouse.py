@@ -75,18 +75,13 @@ class WarehouseClient(ServiceClient):
             raise WarehouseUnavailable(f"unreadable stock page: next_after {next_after!r:.100}")
         return StockPage(levels=levels, next_after=next_after, rejected=rejected)
 
-    def ship(self, *, order_id: str, lines: list[tuple[str, int]]) -> Shipment:
-        body = {
-            "order_id": order_id,
-            "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
-        }
-        return self._shipment(self._request("POST", "/shipments", json=body))
-
     def ship_many(
         self, shipments: list[tuple[str, list[tuple[str, int]]]]
-    ) -> dict[str, Shipment | WarehouseRejected]:
-        """Many shipments in one request (each idempotent by its order id, as ship's): each
-        order id's Shipment, or its refusal."""
+    ) -> dict[str, Shipment | WarehouseRejected | WarehouseUnavailable]:
+        """Many shipments in one request (each idempotent by its order id): each order id's
+        Shipment, its refusal, or WarehouseUnavailable where the answer for it cannot be
+        read (the warehouse may have shipped it). Raises WarehouseUnavailable when the whole
+        answer cannot be read, WarehouseRejected when the request itself was refused."""
         body = {
             "shipments": [
                 {"order_id": order_id, "lines": [{"sku": s, "quantity": q} for s, q in lines]}
@@ -95,22 +90,33 @@ class WarehouseClient(ServiceClient):
         }
         data = self._request("POST", "/shipments/batch", json=body)
         results = data.get("results")
-        if not isinstance(results, list) or len(results) != len(shipments):
+        if not isinstance(results, list):
             raise WarehouseUnavailable(f"unreadable batch answer: {data!r:.200}")
-        answers: dict[str, Shipment | WarehouseRejected] = {}
+        asked = {order_id for order_id, _ in shipments}
+        answers: dict[str, Shipment | WarehouseRejected | WarehouseUnavailable] = {}
         for result in results:
-            order_id = str(result.get("order_id")) if isinstance(result, dict) else ""
-            if result.get("status") == "shipped":
-                answers[order_id] = self._shipment(result.get("shipment"))
-            else:
-                error = result.get("error") if isinstance(result.get("error"), dict) else {}
-                answers[order_id] = WarehouseRejected(
-                    409,
-                    error.get("code", "rejected"),
-                    error.get("message", ""),
-                    error.get("details"),
-                )
+            if isinstance(result, dict) and str(result.get("order_id")) in asked:
+                answers[str(result["order_id"])] = self._result(result)
+        for order_id in asked - set(answers):
+            answers[order_id] = WarehouseUnavailable(
+                f"no readable answer for {order_id} in the batch answer"
+            )
         return answers
+
+    def _result(self, result: dict) -> Shipment | WarehouseRejected | WarehouseUnavailable:
+        """One order's result in a batch answer."""
+        if result.get("status") == "shipped":
+            try:
+                return self._shipment(result.get("shipment"))
+            except WarehouseUnavailable as exc:
+                return exc
+        error = result.get("error") if isinstance(result.get("error"), dict) else {}
+        return WarehouseRejected(
+            409,
+            str(error.get("code", "rejected")),
+            str(error.get("message", "")),
+            error.get("details") if isinstance(error.get("details"), dict) else None,
+        )
 
     def get_shipment(self, *, order_id: str) -> Shipment | None:
         """The shipment the warehouse holds for the order; None if it holds none."""

@@ -381,7 +381,7 @@ ORDER_PAYMENT_RETRY_MAX_DELAY = env.float("ORDER_PAYMENT_RETRY_MAX_DELAY", defau
 # Each delay is multiplied by a random factor in [1, 1 + jitter): retries spread out, and a
 # jitter below 1 keeps every delay longer than the one before.
 ORDER_RETRY_JITTER = env.float("ORDER_RETRY_JITTER", default=0.25)
-# Workers take up ready orders in batches (orders/claims.py): at most this many at a time,
+# Workers take up ready orders in batches (orders/scheduling.py): at most this many at a time,
 # each claimed for ORDER_CLAIM_SECONDS and renewed every third of it while the batch runs; a
 # worker that dies lets them go when its claim runs out, and the next wake-up (beat sends
 # one every ORDER_WAKE_INTERVAL_SECONDS) takes them up. A worker goes on with the next batch
@@ -411,6 +411,12 @@ WAREHOUSE_SYNC_MAX_SECONDS = env.int("WAREHOUSE_SYNC_MAX_SECONDS", default=240)
 ORDER_SHIP_RETRY_MAX = env.int("ORDER_SHIP_RETRY_MAX", default=8)
 ORDER_SHIP_RETRY_BASE_SECONDS = env.float("ORDER_SHIP_RETRY_BASE_SECONDS", default=2.0)
 ORDER_SHIP_RETRY_MAX_DELAY = env.float("ORDER_SHIP_RETRY_MAX_DELAY", default=120.0)
+# A step that fails with an unexpected error for one order (a bug, an answer nobody can read)
+# is logged on it and retried with backoff, the rest of its batch going on; after this many
+# it waits for the reconciler (every ORDER_STUCK_AFTER_SECONDS) and an operator.
+ORDER_ERROR_RETRY_MAX = env.int("ORDER_ERROR_RETRY_MAX", default=5)
+ORDER_ERROR_RETRY_BASE_SECONDS = env.float("ORDER_ERROR_RETRY_BASE_SECONDS", default=2.0)
+ORDER_ERROR_RETRY_MAX_DELAY = env.float("ORDER_ERROR_RETRY_MAX_DELAY", default=120.0)
 
 # --- Reconciler (celery-beat) ---------------------------------------------------------------
 RECONCILE_INTERVAL_SECONDS = env.int("RECONCILE_INTERVAL_SECONDS", default=30)

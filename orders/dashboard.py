@@ -99,25 +99,26 @@ class LegendEntry:
     count: int
 
 
+WIDTH, HEIGHT = 480, 170
+LEFT, RIGHT, TOP, BOTTOM = 36, 474, 8, 146  # the plot area; labels outside it
+
+
 @dataclass(frozen=True)
 class OutcomeChart:
     title: str
     description: str
-    width: int
-    height: int
-    left: float
-    right: float
-    top: float
-    bottom: float
     columns: list[Column]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
     legend: list[LegendEntry]
     total: int
-
-
-WIDTH, HEIGHT = 480, 170
-LEFT, RIGHT, TOP, BOTTOM = 36, 474, 8, 146  # the plot area; labels outside it
+    # the drawing's size, and its plot area within it
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: float = LEFT
+    right: float = RIGHT
+    top: float = TOP
+    bottom: float = BOTTOM
 BAR_SHARE = 0.72  # of an hour's slot; the rest is the gap between bars
 LABEL_EVERY_HOURS = 6
 
@@ -191,12 +192,6 @@ def order_outcome_chart(*, since: datetime, until: datetime) -> OutcomeChart:
     return OutcomeChart(
         title=f"Orders per hour, last 24 h ({zone}), by outcome",
         description=description,
-        width=WIDTH,
-        height=HEIGHT,
-        left=LEFT,
-        right=RIGHT,
-        top=TOP,
-        bottom=BOTTOM,
         columns=columns,
         x_ticks=x_ticks,
         y_ticks=y_ticks,

@@ -46,17 +46,6 @@ def publish(
     return True
 
 
-def enqueue_order_processing(order_id: int) -> bool:
-    """Publish processing of an order (its retry budgets are kept on the order)."""
-    return publish(PROCESS_ORDER, args=[order_id], order_id=order_id)
-
-
-def enqueue_order_fulfilment(order_id: int, *, countdown: float | None = None) -> bool:
-    """Publish the push of a confirmed order to the warehouse, to run `countdown` seconds
-    from now if given (its retry budget is kept on the order)."""
-    return publish(FULFIL_ORDER, args=[order_id], countdown=countdown, order_id=order_id)
-
-
 # Set while a wake-up is on its way to the workers, so that a burst of new orders publishes
 # one wake-up, not one each: the worker that takes it clears the key before it claims, so an
 # order committed after the claim started publishes the next one.

@@ -1,19 +1,17 @@
 """What happens to an order while its status stays: one small function per event of
 OrderEvent that is not a transition (those are orders/transitions.py's). Each writes the
-order's log row (history, for people) and, where the workflow or the reconciler decide from
-it, keeps the order's columns in the same statement's transaction: a stock retry counts in
-`stock_attempts`, a shipment retry in `ship_attempts`, a scheduled retry is progress
-(`progressed_at`). Nothing ever reads the log to decide.
+order's log rows, history for people, in the caller's transaction (set-based where the
+engine logs a batch). They write nothing else: what the workflow and the reconciler decide
+from are the order's columns, kept by orders/scheduling.py. Nothing ever reads the log to
+decide.
 
 `actor` is who did it (a user), None when the system did.
 """
 
 import logging
-from datetime import timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.utils import timezone
+from django.db import transaction
 
 from orders.models import Order, OrderEvent, OrderLog, OrderStatus
 from payments.models import Payment
@@ -55,75 +53,45 @@ def _log(
     return entry
 
 
-_COUNT_SQL = """
-UPDATE orders_order SET progressed_at = %s, ready_at = CASE id {ready} END{counters}
-WHERE id IN ({ids}) AND status = %s
-RETURNING id{returned}
-"""
-
-
-def _count(
-    orders: list[Order], status: str, retry_in: dict[int, float], counter: str | None = None
-) -> list[Order]:
-    """One statement, for those of `orders` still in `status`: progress, the time a worker
-    may take each up again (`retry_in` seconds from now), and one more to their `counter`;
-    returns them, their instances updated."""
-    now = timezone.now()
-    when = connection.ops.adapt_datetimefield_value
-    ready = {o.pk: now + timedelta(seconds=retry_in[o.pk]) for o in orders}
-    sql = _COUNT_SQL.format(
-        ready=" ".join(["WHEN %s THEN %s"] * len(orders)),
-        counters=f", {counter} = {counter} + 1" if counter else "",
-        ids=", ".join(["%s"] * len(orders)),
-        returned=f", {counter}" if counter else "",
-    )
-    params = [when(now), *(v for o in orders for v in (o.pk, when(ready[o.pk])))]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *(o.pk for o in orders), status])
-        counted = {row[0]: row[1:] for row in cursor.fetchall()}
-    for order in orders:
-        if order.pk in counted:
-            order.progressed_at, order.ready_at = now, ready[order.pk]
-            if counter:
-                setattr(order, counter, counted[order.pk][0])
-    return [order for order in orders if order.pk in counted]
-
-
-def _not_ready(order: Order) -> None:
-    """No worker step left for now: the reconciler (or an operator) takes it from here."""
-    Order.objects.filter(pk=order.pk).update(ready_at=None)
-    order.ready_at = None
-
-
-def _log_many(orders: list[Order], event: OrderEvent, entries: dict[int, tuple]) -> None:
-    """One insert: a log row per order, (message, data) from `entries`."""
+def log_many(
+    orders: list[Order],
+    event: OrderEvent,
+    entries: dict[int, tuple[str, dict[str, Any]]],
+    *,
+    moved: tuple[str, str] | None = None,
+    actor=None,
+) -> None:
+    """One insert: a log row per order, (message, data) from `entries`; `moved`: the
+    (from, to) of a transition (orders/transitions.py), else the order stays in its status.
+    Each is reported once the transaction commits."""
     OrderLog.objects.bulk_create(
         [
             OrderLog(
                 order=order,
                 event=event,
-                from_status=order.status,
-                to_status=order.status,
+                from_status=moved[0] if moved else order.status,
+                to_status=moved[1] if moved else order.status,
                 message=entries[order.pk][0],
                 data=entries[order.pk][1],
+                actor=actor,
             )
             for order in orders
         ]
     )
     for order in orders:
-        report_after_commit(order.pk, str(event), entries[order.pk][0])
+        line = entries[order.pk][0]
+        report_after_commit(
+            order.pk, str(event), f"{moved[0]} -> {moved[1]} {line}" if moved else line
+        )
 
 
 # --- the workflow ---------------------------------------------------------------------------
 
 
-@transaction.atomic
-def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) -> list[Order]:
-    """Not enough stock: each order waits and tries again (counted in stock_attempts). Set-based;
-    returns those still pending, the ones logged."""
-    counted = _count(orders, S.PENDING, retry_in, "stock_attempts")
-    _log_many(
-        counted,
+def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) -> None:
+    """Not enough stock: each order waits and tries again (counted in stock_attempts)."""
+    log_many(
+        orders,
         E.STOCK_RETRY,
         {
             o.pk: (
@@ -134,44 +102,44 @@ def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) 
                     "retry_in_seconds": retry_in[o.pk],
                 },
             )
-            for o in counted
+            for o in orders
         },
     )
-    return counted
 
 
-@transaction.atomic
-def payment_retry_events(*, orders: list[Order], retry_in: dict) -> list[Order]:
-    """No definitive answer from the payment service: each order tries again later."""
-    counted = _count(orders, S.RESERVED, retry_in)
-    _log_many(
-        counted,
+def payment_retry_events(*, orders: list[Order], errors: dict, retry_in: dict) -> None:
+    """No definitive answer about the charge: each order tries again later."""
+    log_many(
+        orders,
         E.PAYMENT_RETRY,
         {
             o.pk: (
-                f"No answer from the payment service; retry in {retry_in[o.pk]:.2f}s.",
+                f"No definitive answer from the payment service ({errors[o.pk][:200]}); "
+                f"retry in {retry_in[o.pk]:.2f}s.",
                 {
                     "try": o.payment.tries,
-                    "error": o.payment.last_error,
+                    "error": errors[o.pk],
                     "retry_in_seconds": retry_in[o.pk],
                 },
             )
-            for o in counted
+            for o in orders
         },
     )
-    return counted
 
 
-@transaction.atomic
-def payment_in_doubt_event(*, order: Order, payment: Payment) -> None:
-    """Out of retries without knowing: the reconciler looks the charge up from here on."""
-    _not_ready(order)
-    _log(
-        order,
+def payment_in_doubt_events(*, orders: list[Order]) -> None:
+    """Out of tries without knowing: the reconciler looks the charge up from here on."""
+    log_many(
+        orders,
         E.PAYMENT_IN_DOUBT,
-        f"Payment outcome unknown after {payment.tries} tries; the reconciler asks the payment "
-        "service from here on (until the reservation expires).",
-        {"tries": payment.tries, "error": payment.last_error},
+        {
+            o.pk: (
+                f"Payment outcome unknown after {o.payment.tries} tries; the reconciler asks "
+                "the payment service from here on (until the reservation expires).",
+                {"tries": o.payment.tries, "error": o.payment.last_error},
+            )
+            for o in orders
+        },
     )
 
 
@@ -197,40 +165,39 @@ def refunded_event(*, order: Order, payment: Payment, actor=None) -> None:
     )
 
 
-@transaction.atomic
-def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) -> list[Order]:
+def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) -> None:
     """The warehouse gave no answer: each push is tried again (counted in ship_attempts)."""
-    counted = _count(orders, S.CONFIRMED, retry_in, "ship_attempts")
-    _log_many(
-        counted,
+    log_many(
+        orders,
         E.SHIPMENT_RETRY,
         {
             o.pk: (
                 f"No answer from the warehouse; retry in {retry_in[o.pk]:.2f}s.",
                 {"attempt": o.ship_attempts, "error": error, "retry_in_seconds": retry_in[o.pk]},
             )
-            for o in counted
+            for o in orders
         },
     )
-    return counted
 
 
-@transaction.atomic
-def shipment_unanswered_event(*, order: Order, error: str) -> None:
-    _not_ready(order)
-    _log(
-        order,
+def shipment_unanswered_events(*, orders: list[Order], error: str) -> None:
+    log_many(
+        orders,
         E.SHIPMENT_UNANSWERED,
-        f"The warehouse did not answer after {order.ship_attempts + 1} pushes; the reconciler "
-        "pushes it again later.",
-        {"attempt": order.ship_attempts + 1, "error": error},
+        {
+            o.pk: (
+                f"The warehouse did not answer after {o.ship_attempts} pushes; the reconciler "
+                "pushes it again later.",
+                {"attempt": o.ship_attempts, "error": error},
+            )
+            for o in orders
+        },
     )
 
 
 def shipment_withheld_event(*, order: Order) -> None:
-    """A confirmed order whose payment is not captured is never pushed to the warehouse: no
-    worker takes it up again, and an operator is told (the error log line)."""
-    _not_ready(order)
+    """A confirmed order whose payment is not captured is never pushed to the warehouse: an
+    operator is told (the error log line)."""
     logger.error(
         "order %s is confirmed but its payment is %s: not pushed",
         order.pk,
@@ -239,14 +206,29 @@ def shipment_withheld_event(*, order: Order) -> None:
     )
 
 
-@transaction.atomic
 def shipment_refused_event(*, order: Order, code: str, message: str, details: dict) -> None:
-    _not_ready(order)
     _log(
         order,
         E.SHIPMENT_REFUSED,
         f"The warehouse refused the shipment: {message}",
         {"code": code, "details": details},
+    )
+
+
+def step_failed_event(*, order: Order, error: str, retry_in: float | None) -> None:
+    """One of its steps raised an unexpected error (a bug, an answer nobody could read): the
+    others of its batch went on; it is tried again after its backoff, or, out of tries, left
+    to the reconciler (every ORDER_STUCK_AFTER_SECONDS) and operators."""
+    then = (
+        f"retry {order.step_errors} in {retry_in:.2f}s"
+        if retry_in is not None
+        else "no more retries; the reconciler takes it up again later"
+    )
+    _log(
+        order,
+        E.STEP_FAILED,
+        f"Processing failed ({error[:300]}); {then}.",
+        {"error": error[:2000], "errors": order.step_errors, "retry_in_seconds": retry_in},
     )
 
 
@@ -262,21 +244,7 @@ def shipped_after_cancel_event(*, order: Order, shipment_id: str) -> None:
 # --- cancellation of a confirmed order ----------------------------------------------------------
 
 
-@transaction.atomic
-def cancel_requested_event(*, order: Order, actor, via: str) -> bool:
-    """A confirmed order is to be cancelled: from now on it is not pushed to the warehouse.
-    False (nothing changed) when it is no longer confirmed or already being cancelled."""
-    now = timezone.now()
-    requested = Order.objects.filter(
-        pk=order.pk, status=S.CONFIRMED, cancel_requested_at__isnull=True
-    ).update(cancel_requested_at=now, cancel_requested_by=actor, cancel_requested_via=via)
-    if not requested:
-        return False
-    order.cancel_requested_at, order.cancel_requested_by, order.cancel_requested_via = (
-        now,
-        actor,
-        via,
-    )
+def cancel_requested_event(*, order: Order, actor, via: str) -> None:
     by = actor.get_username() if actor else "the system"
     _log(
         order,
@@ -286,7 +254,6 @@ def cancel_requested_event(*, order: Order, actor, via: str) -> bool:
         {"via": via},
         actor=actor,
     )
-    return True
 
 
 def cancel_stalled_event(*, order: Order, event: OrderEvent, error: str, actor=None) -> None:

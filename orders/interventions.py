@@ -12,14 +12,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.clock import db_now
 from core.errors import Conflict, DomainError
 from inventory.fulfilment import WarehouseRejected, WarehouseUnavailable, shipment_cancel
 from orders import events
-from orders.claims import orders_ready_now
-from orders.dispatch import enqueue_order_processing, wake_order_workers
+from orders.dispatch import wake_order_workers
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import order_fulfil
+from orders.scheduling import orders_push_again
 from orders.transitions import order_transition
+from orders.workflow import orders_fulfil
 from payments.models import Payment, PaymentStatus
 from payments.services import (
     PaymentInDoubt,
@@ -37,14 +38,20 @@ E = OrderEvent
 # --- Cancellation (by the customer over the API, or by an operator in the admin) -----------
 
 
-class OrderNotCancellable(Conflict):
+class OrderRefused(Conflict):
+    """What was asked cannot be done with the order as it stands (409): the message says why,
+    the details name the order and its status."""
+
+    def __init__(self, order: Order, message: str):
+        super().__init__(message, details={"order_id": order.pk, "status": order.status})
+
+
+class OrderNotCancellable(OrderRefused):
     code = "order_not_cancellable"
 
     def __init__(self, order: Order, reason: str):
-        super().__init__(
-            f"Order {order.pk} is {order.status} and can no longer be cancelled: {reason}",
-            details={"order_id": order.pk, "status": order.status},
-        )
+        why = f"is {order.status} and can no longer be cancelled: {reason}"
+        super().__init__(order, f"Order {order.pk} {why}")
 
 
 class CancellationUnfinished(DomainError):
@@ -104,8 +111,9 @@ def order_cancel(*, order: Order, actor, via: str) -> Order:
     """Cancel an order; returns it cancelled. `via` ("api", "admin") is logged with `actor`.
 
     pending or reserved: -> cancelled in one transaction, reserved units released. A reserved
-    order may have a charge on its way: processing is enqueued again after the commit, and
-    the workflow refunds a capture that arrives for a cancelled order.
+    order may have a charge on its way: its payment is abandoned with it, so the worker that
+    gets the capture refunds it, and otherwise the reconciler's sweep of abandoned payments
+    does.
     confirmed: the cancellation is requested first (from then on the order is not pushed to
     the warehouse), then the warehouse is asked never to ship it (OrderNotCancellable if it
     has: the order is recorded fulfilled), then the payment is refunded, then confirmed ->
@@ -125,7 +133,7 @@ def order_cancel(*, order: Order, actor, via: str) -> Order:
             if _cancel_unpaid(order, actor=actor, via=via):
                 return order
             continue  # it moved meanwhile: judge it again
-        if order.cancel_requested_at is None and not events.cancel_requested_event(
+        if order.cancel_requested_at is None and not order_cancel_request(
             order=order, actor=actor, via=via
         ):
             continue
@@ -133,20 +141,35 @@ def order_cancel(*, order: Order, actor, via: str) -> Order:
         return _load(order.pk)
 
 
-def _cancel_unpaid(order: Order, *, actor, via: str) -> bool:
-    source = order.status
-    with transaction.atomic():
-        moved = order_transition(
-            orders=[order],
-            event=E.CANCELLED,
-            source=source,
-            actor=actor,
-            message=f"Cancelled by {actor.get_username()} ({via}).",
-            data={"via": via, "refunded": False},
+def _by(actor, order: Order, event: OrderEvent, source: str, message: str, data: dict) -> bool:
+    """A person's transition of one order (orders/transitions.py); False if it moved
+    meanwhile."""
+    return bool(
+        order_transition(
+            orders=[order], event=event, source=source, actor=actor, message=message, data=data
         )
-        if moved and source == S.RESERVED:
-            transaction.on_commit(lambda: enqueue_order_processing(order.pk))
-    return bool(moved)
+    )
+
+
+def _cancel_unpaid(order: Order, *, actor, via: str) -> bool:
+    text = f"Cancelled by {actor.get_username()} ({via})."
+    return _by(actor, order, E.CANCELLED, order.status, text, {"via": via, "refunded": False})
+
+
+@transaction.atomic
+def order_cancel_request(*, order: Order, actor, via: str) -> bool:
+    """A confirmed order is to be cancelled: from now on it is not pushed to the warehouse.
+    False (nothing changed) when it is no longer confirmed or already being cancelled."""
+    now = timezone.now()
+    requested = Order.objects.filter(
+        pk=order.pk, status=S.CONFIRMED, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now, cancel_requested_by=actor, cancel_requested_via=via)
+    if not requested:
+        return False
+    order.cancel_requested_at, order.cancel_requested_by = now, actor
+    order.cancel_requested_via = via
+    events.cancel_requested_event(order=order, actor=actor, via=via)
+    return True
 
 
 def order_cancel_finish(*, order: Order, actor=None) -> None:
@@ -171,7 +194,7 @@ def order_cancel_finish(*, order: Order, actor=None) -> None:
         )
         raise WarehouseRefusedCancel() from exc
     if shipped is not None:
-        order_fulfil(order=order, shipment=shipped)
+        orders_fulfil([order], {order.pk: shipped})
         order.refresh_from_db(fields=["status"])
         events.cancel_refused_shipped_event(order=order, actor=actor)
         raise OrderNotCancellable(order, NOT_CANCELLABLE[S.FULFILLED])
@@ -189,31 +212,22 @@ def order_cancel_finish(*, order: Order, actor=None) -> None:
         raise (RefundUnavailable() if unanswered else RefundRefused()) from exc
     via = order.cancel_requested_via or "reconciler"
     by = f" by {actor.get_username()}" if actor else ""
-    order_transition(
-        orders=[order],
-        event=E.CANCELLED,
-        source=S.CONFIRMED,
-        actor=actor,
-        message=f"Cancelled{by} ({via}); payment refunded.",
-        data={
-            "via": via,
-            "refunded": payment.status == PaymentStatus.REFUNDED,
-            "payment_reference": payment.provider_reference,
-        },
-    )
+    refund = {
+        "via": via,
+        "refunded": payment.status == PaymentStatus.REFUNDED,
+        "payment_reference": payment.provider_reference,
+    }
+    _by(actor, order, E.CANCELLED, S.CONFIRMED, f"Cancelled{by} ({via}); payment refunded.", refund)
 
 
 # --- Operator actions (admin): retry a failed order, push a confirmed one again ------------
 
 
-class OrderNotRetryable(Conflict):
+class OrderNotRetryable(OrderRefused):
     code = "order_not_retryable"
 
     def __init__(self, order: Order, reason: str):
-        super().__init__(
-            f"Order {order.pk} cannot be retried: {reason}",
-            details={"order_id": order.pk, "status": order.status},
-        )
+        super().__init__(order, f"Order {order.pk} cannot be retried: {reason}")
 
 
 def _charge_may_be_on_its_way(payment: Payment) -> bool:
@@ -223,7 +237,7 @@ def _charge_may_be_on_its_way(payment: Payment) -> bool:
     if payment.last_attempt_at is None or not payment.outcome_unknown:
         return False
     timeout = settings.PAYMENT_CONNECT_TIMEOUT + settings.PAYMENT_READ_TIMEOUT
-    return timezone.now() - payment.last_attempt_at < timedelta(seconds=2 * timeout)
+    return db_now() - payment.last_attempt_at < timedelta(seconds=2 * timeout)
 
 
 def _previous_payment_settled(*, order: Order) -> Payment:
@@ -283,36 +297,30 @@ def order_retry(*, order: Order, actor) -> Order:
         ):
             raise OrderNotRetryable(order, "it changed while being retried; look at it again.")
         order.payment = payment
-        order_transition(
-            orders=[order],
-            event=E.RETRIED,
-            source=S.FAILED,
-            actor=actor,
-            message=f"Retried by {actor.get_username()}: processing again with a new payment.",
-            data={
-                "previous_failure_reason": failure_reason,
-                "payment_id": payment.pk,
-                "previous_payment": {
-                    "id": previous.pk,
-                    "status": previous.status,
-                    "provider_reference": previous.provider_reference,
-                    "idempotency_key": previous.idempotency_key,
-                },
-            },
-        )
-        payments_abandon(payment_ids=[previous.pk], now=now)
+        replaced = {
+            "id": previous.pk,
+            "status": previous.status,
+            "provider_reference": previous.provider_reference,
+            "idempotency_key": previous.idempotency_key,
+        }
+        text = f"Retried by {actor.get_username()}: processing again with a new payment."
+        facts = {
+            "previous_failure_reason": failure_reason,
+            "payment_id": payment.pk,
+            "previous_payment": replaced,
+        }
+        _by(actor, order, E.RETRIED, S.FAILED, text, facts)
+        payments_abandon(payment_ids=[previous.pk])
         transaction.on_commit(wake_order_workers)
     return order
 
 
-class OrderNotConfirmed(Conflict):
+class OrderNotConfirmed(OrderRefused):
     code = "order_not_confirmed"
 
     def __init__(self, order: Order):
-        super().__init__(
-            f"Order {order.pk} is {order.status}: only a confirmed order goes to the warehouse.",
-            details={"order_id": order.pk, "status": order.status},
-        )
+        why = "only a confirmed order goes to the warehouse"
+        super().__init__(order, f"Order {order.pk} is {order.status}: {why}.")
 
 
 @transaction.atomic
@@ -328,5 +336,5 @@ def order_repush_fulfilment(*, order: Order, actor) -> None:
     if order.status != S.CONFIRMED or order.cancel_requested_at is not None:
         raise OrderNotConfirmed(order)
     events.fulfilment_repushed_event(order=order, actor=actor)
-    orders_ready_now([order.pk])
+    orders_push_again([order.pk])
     transaction.on_commit(wake_order_workers)

@@ -3,9 +3,10 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
+from django.db.models.functions import Now
 
 from catalog.models import Product
+from core.models import moment
 from payments.models import Payment
 
 
@@ -33,10 +34,12 @@ class OrderEvent(models.TextChoices):
     """Everything that is logged about an order. The first group moves its status (the
     table in orders/transitions.py); the others record what happened while it stayed."""
 
+    # the way forward
     CREATED = "created"
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     FULFILLED = "fulfilled"
+    # the ends short of it, and the one way back
     OUT_OF_STOCK = "out_of_stock", "failed: out of stock"
     PAYMENT_DECLINED = "payment_declined", "failed: payment declined"
     PAYMENT_ERROR = "payment_error", "failed: payment error"
@@ -44,24 +47,30 @@ class OrderEvent(models.TextChoices):
     CANCELLED = "cancelled"
     RETRIED = "retried", "retried by an operator"
 
+    # waiting for stock, and for the payment service
     STOCK_RETRY = "stock_retry", "waiting for stock"
     PAYMENT_RETRY = "payment_retry", "payment retry"
     PAYMENT_IN_DOUBT = "payment_in_doubt", "payment in doubt"
     PAYMENT_LOOKED_UP = "payment_looked_up", "payment looked up"
     REFUNDED = "refunded"
+    # the warehouse
     SHIPMENT_RETRY = "shipment_retry", "shipment retry"
     SHIPMENT_UNANSWERED = "shipment_unanswered", "shipment unanswered"
     SHIPMENT_REFUSED = "shipment_refused", "shipment refused"
     SHIPPED_AFTER_CANCEL = "shipped_after_cancel", "shipped after cancel"
+    # a confirmed order's cancellation, step by step
     CANCEL_REQUESTED = "cancel_requested", "cancellation requested"
     CANCEL_SHIPMENT_UNANSWERED = "cancel_shipment_unanswered", "cancellation: warehouse silent"
     CANCEL_SHIPMENT_REFUSED = "cancel_shipment_refused", "cancellation: warehouse refused"
     CANCEL_REFUND_UNANSWERED = "cancel_refund_unanswered", "cancellation: refund unanswered"
     CANCEL_REFUND_REFUSED = "cancel_refund_refused", "cancellation: refund refused"
+    # and how it ended when the warehouse had shipped
     CANCEL_REFUSED_SHIPPED = "cancel_refused_shipped", "cancellation refused: shipped"
+    # the reconciler's and the operators' doing, and failures of a step
     REQUEUED = "requeued", "processing published again"
     FULFILMENT_REPUSHED = "fulfilment_repushed", "pushed to the warehouse again"
     RECONCILE_FAILED = "reconcile_failed", "reconciler failed on it"
+    STEP_FAILED = "step_failed", "processing failed"
 
 
 class Order(models.Model):
@@ -82,40 +91,41 @@ class Order(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    # What the workflow and the reconciler decide from, kept by orders/transitions.py and
-    # orders/events.py (the log is history only).
+    # What the workflow and the reconciler decide from, kept by orders/scheduling.py (through
+    # orders/transitions.py for a status change); the log is history only. Times are the
+    # database's (core/clock.py).
     stock_attempts = models.PositiveIntegerField(
         default=0, help_text="Reservations refused for want of stock since it was (re)opened."
     )
     ship_attempts = models.PositiveIntegerField(
-        default=0, help_text="Pushes to the warehouse that got no answer."
+        default=0, help_text="Pushes to the warehouse sent since it was confirmed (or retried)."
+    )
+    step_errors = models.PositiveIntegerField(
+        default=0,
+        db_default=0,  # rows written by an earlier release, during a rolling deploy
+        help_text="Steps of its processing that failed with an unexpected error (a bug, a "
+        "bad answer): each logged on it and retried with backoff.",
     )
     reserved_at = models.DateTimeField(null=True, blank=True)
     progressed_at = models.DateTimeField(
-        default=timezone.now,
+        db_default=Now(),
         help_text="Last progress of its processing: a transition, or a retry scheduled.",
     )
     ready_at = models.DateTimeField(
         null=True,
         blank=True,
-        default=timezone.now,
+        db_default=Now(),
         help_text="From when a worker may take it up (a retry waits until then); empty: no "
         "worker step left (ended, or waiting on the reconciler or an operator).",
     )
-    claimed_until = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="A worker is processing it in a batch, until then at most (a worker that "
-        "dies lets it go when this passes).",
+    claimed_until = moment(
+        "A worker is processing it in a batch, until then at most (a worker that "
+        "dies lets it go when this passes)."
     )
-    reconciled_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the reconciler last looked at it."
-    )
-    cancel_requested_at = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="A confirmed order being cancelled: it is not pushed to the warehouse, and "
-        "the cancellation goes on until it is done or the warehouse has shipped it.",
+    reconciled_at = moment("When the reconciler last looked at it.")
+    cancel_requested_at = moment(
+        "A confirmed order being cancelled: it is not pushed to the warehouse, and "
+        "the cancellation goes on until it is done or the warehouse has shipped it."
     )
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -145,7 +155,7 @@ class Order(models.Model):
                 name="order_open_progress",
                 condition=Q(status__in=OPEN_STATUSES),
             ),
-            # The orders a worker may take up now (orders/claims.py).
+            # The orders a worker may take up now (orders/scheduling.py).
             models.Index(
                 fields=["ready_at", "id"],
                 name="order_ready",

@@ -1,9 +1,11 @@
 """The reconciler, run by celery-beat: it finds work the normal path dropped and finishes it.
 
 - an order with no progress for ORDER_STUCK_AFTER_SECONDS (a lost publish, a dead worker, a
-  provider that kept not answering): its processing or fulfilment is published again;
-- a payment in doubt: settled by looking the charge up by its key (captured -> confirm,
-  declined -> fail; never by charging again);
+  provider that kept not answering): made ready again, keeping its place in the queue (a
+  worker that still holds it keeps it), and a worker woken;
+- a payment in doubt: settled by looking the charge up by its key, and the order judged by
+  the engine on the answer (captured -> confirm, declined -> fail; never by charging
+  again);
 - a reservation held past ORDER_RESERVATION_TTL_SECONDS: released (failed/
   reservation_expired), whether or not the provider answers; the payment is then abandoned,
   and a capture found on it later is refunded;
@@ -29,17 +31,18 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 
 from core.checkpoints import checkpoint
+from core.clock import db_now
 from core.errors import DomainError
 from core.leases import lease_acquire, lease_release
 from orders import events
-from orders.claims import orders_ready_now
 from orders.dispatch import wake_order_workers
-from orders.interventions import order_cancel_finish
+from orders.interventions import order_cancel_finish, order_cancel_request
 from orders.models import OPEN_STATUSES, Order, OrderEvent, OrderStatus
-from orders.services import order_confirm, order_fail
+from orders.scheduling import orders_push_again, orders_ready_now
+from orders.transitions import order_transition
+from orders.workflow import orders_apply_payments
 from payments.models import Payment, PaymentStatus
 from payments.services import (
     PaymentInDoubt,
@@ -82,7 +85,7 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
     """One reconciler pass; returns what it did. Skips when another pass holds the lease.
     Stops, keeping what it did, when its time budget (RECONCILE_TIME_BUDGET_SECONDS) or the
     task's soft time limit runs out; the next pass takes up the orders it did not reach."""
-    now = now or timezone.now()
+    now = now or db_now()
     report = ReconcileReport()
     holder = f"reconciler-{uuid.uuid4().hex[:12]}"
     if not lease_acquire(
@@ -166,11 +169,11 @@ def _reconcile_order(order: Order, *, now: datetime, report: ReconcileReport) ->
         if order.cancel_requested_at is None and order.payment.status != P.CAPTURED:
             # A refund was asked for (a cancellation left unfinished before cancellations
             # were requested first): it must not ship; that cancellation is finished.
-            events.cancel_requested_event(order=order, actor=None, via="reconciler")
+            order_cancel_request(order=order, actor=None, via="reconciler")
         if order.cancel_requested_at is not None:
             _finish_cancellation(order, report)
         else:
-            orders_ready_now([order.pk])
+            orders_push_again([order.pk])
             if wake_order_workers():
                 events.fulfilment_repushed_event(order=order)
                 report.repushed += 1
@@ -214,19 +217,12 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
             report.still_in_doubt += 1
         else:
             events.payment_looked_up_event(order=order, payment=payment)
-    if payment.status == P.CAPTURED:
-        if order_confirm(order=order, payment=payment):
-            report.confirmed += 1
+    if payment.status in (P.CAPTURED, P.DECLINED):
+        applied = orders_apply_payments([order])
+        report.confirmed += len(applied.confirmed)
+        report.failed += len(applied.failed)
+        if applied.confirmed:
             wake_order_workers()  # to ship it
-    elif payment.status == P.DECLINED:
-        if order_fail(
-            order=order,
-            event=E.PAYMENT_DECLINED,
-            source=S.RESERVED,
-            message="Payment declined.",
-            data={"payment_reference": payment.provider_reference},
-        ):
-            report.failed += 1
     elif expired:
         # Unanswered or not captured: the stock goes back either way. The payment is
         # abandoned with the order, so a capture that shows up later is refunded.
@@ -235,8 +231,8 @@ def _reconcile_reservation(order: Order, *, now: datetime, report: ReconcileRepo
             if unanswered or payment.outcome_unknown
             else "the charge is known not captured"
         )
-        if order_fail(
-            order=order,
+        if order_transition(
+            orders=[order],
             event=E.RESERVATION_EXPIRED,
             source=S.RESERVED,
             message=f"Reservation held since {reserved_at:%Y-%m-%d %H:%M:%S} UTC expired; "

@@ -5,7 +5,6 @@ from celery import shared_task
 from django.conf import settings
 
 from core.tasks import DATABASE_ERRORS
-from orders.claims import orders_held
 from orders.dispatch import (
     FULFIL_ORDER,
     PROCESS_ORDER,
@@ -17,16 +16,16 @@ from orders.dispatch import (
     wake_taken,
 )
 from orders.idempotency import idempotency_key_purge
-from orders.models import Order
 from orders.reconciler import reconcile
-from orders.workflow import order_process, order_ship, orders_advance
+from orders.scheduling import orders_held, orders_push_again, orders_ready_now
+from orders.workflow import orders_advance
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name=PROCESS_READY, **DATABASE_ERRORS)
 def process_ready() -> int:
-    """Take up ready orders, a batch at a time (orders/claims.py), and advance each batch
+    """Take up ready orders, a batch at a time (orders/scheduling.py), and advance each batch
     (orders.workflow.orders_advance), until none is ready or ORDER_BATCH_TIME_BUDGET_SECONDS
     have passed; then, if some wait for a retry, wake a worker when the soonest is due.
     Published by every new order (debounced), by each retry due, and by beat every
@@ -64,38 +63,24 @@ def process_ready() -> int:
     return advanced
 
 
-# One order's tasks: a cancelled order whose charge may be on its way, and messages published
-# before the batches (they still come). The retry budgets are counted on the order and its
-# payment, so such a task goes on with the budget where it was; `attempts_before` is accepted
-# and ignored, as messages published earlier still carry it.
+# The per-order tasks of the releases before the one engine. Messages published then may
+# still come after an upgrade; each only hands its order to the engine: made ready (keeping
+# its place) and a worker woken. `attempts_before` is accepted and ignored, as those messages
+# carry it.
 
 
-@shared_task(bind=True, name=PROCESS_ORDER, **DATABASE_ERRORS)
-def process_order(self, order_id: int, attempts_before: int = 0) -> None:
-    """Run the workflow; the workflow bounds the retries (settings ORDER_*_RETRY_MAX)."""
-    try:
-        step = order_process(order_id=order_id)
-    except Order.DoesNotExist:
-        logger.error(
-            "order %s does not exist; nothing to process", order_id, extra={"order_id": order_id}
-        )
-        return
-    if not step.done:
-        raise self.retry(countdown=step.retry_in)
+@shared_task(name=PROCESS_ORDER, **DATABASE_ERRORS)
+def process_order(order_id: int, attempts_before: int = 0) -> None:
+    """An order's processing, as published before the one engine: the engine takes it up."""
+    orders_ready_now([order_id])
+    wake_order_workers()
 
 
-@shared_task(bind=True, name=FULFIL_ORDER, **DATABASE_ERRORS)
-def fulfil_order(self, order_id: int, attempts_before: int = 0) -> None:
-    """Push a confirmed order to the warehouse; the workflow bounds the retries."""
-    try:
-        step = order_ship(order_id=order_id)
-    except Order.DoesNotExist:
-        logger.error(
-            "order %s does not exist; nothing to ship", order_id, extra={"order_id": order_id}
-        )
-        return
-    if not step.done:
-        raise self.retry(countdown=step.retry_in)
+@shared_task(name=FULFIL_ORDER, **DATABASE_ERRORS)
+def fulfil_order(order_id: int, attempts_before: int = 0) -> None:
+    """A confirmed order's push, as published before the one engine: the engine pushes it."""
+    orders_push_again([order_id])
+    wake_order_workers()
 
 
 @shared_task(name=PURGE_IDEMPOTENCY_KEYS)

@@ -21,12 +21,11 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import prefetch_related_objects
-from django.utils import timezone
 
+from core.clock import NOW, at, read
 from core.errors import Conflict
 from inventory.services import (
     Shortage,
-    stock_allocate,
     stock_confirm,
     stock_release,
     stock_release_committed,
@@ -34,16 +33,15 @@ from inventory.services import (
     stock_ship,
 )
 from inventory.types import ShippedLevel
-from orders.events import report_after_commit
-from orders.lock_objects import orders_for_update
+from orders.events import log_many
+from orders.lock_objects import orders_for_update, orders_lock_cte
 from orders.models import (
-    OPEN_STATUSES,
     FailureReason,
     Order,
     OrderEvent,
-    OrderLog,
     OrderStatus,
 )
+from orders.scheduling import transition_schedule
 from orders.selectors import LINES_WITH_PRODUCTS
 from payments.services import payments_abandon
 from webhooks.models import EventType
@@ -93,8 +91,8 @@ FAILURE_REASONS = {
 
 
 class Moved(list):
-    """The orders a transition moved (a list), and, for a reservation of several orders, the
-    shortages of those still pending that did not get their stock (`short`, by order id)."""
+    """The orders a transition moved (a list), and, for a reservation, the shortages of those
+    still pending that did not get their stock (`short`, by order id)."""
 
     def __init__(self, orders=(), short: dict[int, list[Shortage]] | None = None):
         super().__init__(orders)
@@ -130,20 +128,14 @@ def _holds(orders: list[Order]) -> dict[int, dict[int, int]]:
 
 
 def _allocate(orders: list[Order], source: str, actor_id: int | None) -> tuple[list[Order], dict]:
-    """For a reservation of several orders: those still in `source` with the payment the
-    caller read (their rows locked, in id order) that get stock, first come first served by
-    id, each all its lines or none; and the shortages of the others."""
+    """For a reservation: those of `orders` still in `source` with the payment the caller
+    read (their rows locked, in id order) that get stock, first come first served by id,
+    each all its lines or none; and the shortages of the others."""
     current = orders_for_update(order.pk for order in orders)
     candidates = sorted(
         (o for o in orders if current.get(o.pk) == (source, o.payment_id)), key=lambda o: o.pk
     )
-    prefetch_related_objects(candidates, LINES_WITH_PRODUCTS)
-    allocation = stock_allocate(
-        requests=[
-            (o.pk, {line.product_id: line.quantity for line in o.lines.all()}) for o in candidates
-        ],
-        actor_id=actor_id,
-    )
+    allocation = stock_reserve(orders=_holds(candidates), actor_id=actor_id)
     fit = set(allocation.reserved)
     return [o for o in candidates if o.pk in fit], allocation.short
 
@@ -156,9 +148,7 @@ def _stock_change(
 ) -> None:
     """The stock change that belongs to the transition, for every order moved at once."""
     source, target = transition.source, transition.target
-    if target == S.RESERVED:
-        stock_reserve(orders=_holds(moved), actor_id=actor_id)
-    elif source == S.RESERVED and target == S.CONFIRMED:
+    if source == S.RESERVED and target == S.CONFIRMED:
         stock_confirm(orders=_holds(moved), actor_id=actor_id)
     elif source == S.RESERVED:  # failed or cancelled: the reservation is given back
         stock_release(orders=_holds(moved), actor_id=actor_id)
@@ -169,34 +159,48 @@ def _stock_change(
 
 
 _UPDATE_SQL = """
-UPDATE orders_order SET status = %s, failure_reason = %s, updated_at = %s, progressed_at = %s
-{extra}
-WHERE id IN ({ids}) AND status = %s AND payment_id IN ({payment_ids})
-RETURNING id
+WITH {locked}
+UPDATE orders_order SET status = %s, failure_reason = %s, updated_at = {now}{assignments}
+FROM locked
+WHERE id = locked_id AND status = %s AND payment_id IN ({payment_ids})
+RETURNING id, updated_at
 """
 
 
 def _guarded_update(
-    transition: Transition, orders: Sequence[Order], *, now, extra: dict
-) -> set[int]:
-    assignments = "".join(f", {column} = %s" for column in extra)
-    # Datetimes as the backend stores them (SQLite: text without an offset, as the ORM writes).
-    when = connection.ops.adapt_datetimefield_value
+    transition: Transition, orders: Sequence[Order], *, columns: dict[str, Any]
+) -> tuple[set[int], datetime | None]:
+    """The UPDATE of the orders still in the transition's source with the payment the caller
+    read; returns their ids, and the time it was made (the database's)."""
+    now_sql, now_params = at().sql()
+    assignments, values = "", []
+    for column, value in columns.items():
+        if value is NOW:
+            assignments += f", {column} = {now_sql}"
+            values += now_params
+        else:
+            assignments += f", {column} = %s"
+            values.append(value)
+    locked, lock_params = orders_lock_cte(order.pk for order in orders)
     params: list[Any] = [
+        *lock_params,
         transition.target,
         FAILURE_REASONS.get(transition.event, ""),
-        when(now),
-        when(now),
-        *(when(v) if isinstance(v, datetime) else v for v in extra.values()),
-        *(order.pk for order in orders),
+        *now_params,
+        *values,
         transition.source,
         *(order.payment_id for order in orders),
     ]
-    placeholders = ", ".join(["%s"] * len(orders))
-    sql = _UPDATE_SQL.format(extra=assignments, ids=placeholders, payment_ids=placeholders)
+    sql = _UPDATE_SQL.format(
+        locked=locked,
+        now=now_sql,
+        assignments=assignments,
+        payment_ids=", ".join(["%s"] * len(orders)),
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {order_id for (order_id,) in cursor.fetchall()}
+        rows = cursor.fetchall()
+    return {order_id for order_id, _ in rows}, read(rows[0][1]) if rows else None
 
 
 def order_transition(
@@ -220,56 +224,49 @@ def order_transition(
     In one transaction (the caller's, if one is open): the guarded UPDATE, the transition's
     stock change over all moved orders at once, the payments of failed or cancelled orders
     marked abandoned, one log row per order (`message` and `data`, or `message_of` and
-    `data_of` by order id; `actor`: who did it, None for the system). A reservation of one
-    order raises InsufficientStock when its stock cannot be held (nothing changed); of
-    several, each order gets all its lines or none, first come first served by id, and the
-    result's `short` names the others' missing lines. Raises IllegalTransition if the table
-    has no such transition. Safe to run twice: a repeat finds the orders moved and moves
-    none.
+    `data_of` by order id; `actor`: who did it, None for the system). A reservation gives
+    each order all its lines or none, first come first served by id; the result's `short`
+    names the missing lines of those still pending that did not get their stock. Raises
+    IllegalTransition if the table has no such transition. Safe to run twice: a repeat finds
+    the orders moved and moves none.
     """
     transition = transition_for(event, source)
     if not orders:
         return Moved()
     actor_id = actor.pk if actor is not None else None
-    now = timezone.now()
-    # A worker may take it up at once for its next step; an order that ended has none.
-    extra: dict[str, Any] = {"ready_at": now if transition.target in OPEN_STATUSES else None}
+    columns = transition_schedule(target=transition.target, event=transition.event)
     if transition.target == S.RESERVED:
-        extra["reserved_at"] = now
+        columns["reserved_at"] = NOW
     elif transition.event == E.RETRIED:
-        extra.update(stock_attempts=0, ship_attempts=0, reserved_at=None)
+        columns["reserved_at"] = None
     elif transition.event == E.FULFILLED:
-        extra["cancel_requested_at"] = None  # shipped: any cancellation ends here
+        columns["cancel_requested_at"] = None  # shipped: any cancellation ends here
     short: dict = {}
-    allocating = len(orders) > 1 and transition.target == S.RESERVED
+    reserving = transition.target == S.RESERVED
     with transaction.atomic(savepoint=False):
-        if allocating:
+        if reserving:
             orders, short = _allocate(list(orders), source, actor_id)  # their stock is reserved
-        elif len(orders) > 1:
-            orders_for_update(order.pk for order in orders)
-        moved_ids = _guarded_update(transition, orders, now=now, extra=extra) if orders else ()
+        moved_ids, now = (
+            _guarded_update(transition, orders, columns=columns) if orders else (set(), None)
+        )
         moved = [order for order in orders if order.pk in moved_ids]
-        if allocating and len(moved) != len(orders):  # their rows are locked: cannot happen
+        if reserving and len(moved) != len(orders):  # their rows are locked: cannot happen
             raise RuntimeError("orders locked for their reservation moved meanwhile")
         if not moved:
             return Moved(short=short)
-        if not allocating:
+        if not reserving:
             _stock_change(transition, moved, levels, actor_id)
         if transition.target in (S.FAILED, S.CANCELLED):
-            payments_abandon(payment_ids=[order.payment_id for order in moved], now=now)
-        OrderLog.objects.bulk_create(
-            [
-                OrderLog(
-                    order=order,
-                    event=event,
-                    from_status=transition.source,
-                    to_status=transition.target,
-                    message=(message_of or {}).get(order.pk, message),
-                    data=(data_of or {}).get(order.pk, data or {}),
-                    actor=actor,
-                )
-                for order in moved
-            ]
+            payments_abandon(payment_ids=[order.payment_id for order in moved])
+        log_many(
+            moved,
+            event,
+            {
+                o.pk: ((message_of or {}).get(o.pk, message), (data_of or {}).get(o.pk, data or {}))
+                for o in moved
+            },
+            moved=(transition.source, transition.target),
+            actor=actor,
         )
         if transition.target in EVENT_TYPES:
             facts = {
@@ -281,12 +278,7 @@ def order_transition(
     for order in moved:
         order.status = transition.target
         order.failure_reason = FAILURE_REASONS.get(event, "")
-        order.updated_at = order.progressed_at = now
-        for column, value in extra.items():
-            setattr(order, column, value)
-    for order in moved:
-        text = (message_of or {}).get(order.pk, message)
-        report_after_commit(
-            order.pk, str(event), f"{transition.source} -> {transition.target} {text}"
-        )
+        order.updated_at = now
+        for column, value in columns.items():
+            setattr(order, column, now if value is NOW else value)
     return Moved(moved, short=short)

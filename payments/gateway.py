@@ -38,6 +38,8 @@ class PaymentGatewayRejected(Exception):
 TRY_AGAIN = frozenset({408, 409, 425, 429})
 # What a charge can be, as far as we act on it; any other status says nothing final yet.
 CHARGE_STATUSES = frozenset({"captured", "declined", "refunded"})
+# The longest charge id we keep (Payment.provider_reference); a longer one is unreadable.
+MAX_REFERENCE_LENGTH = 255
 
 
 class PaymentGateway(ServiceClient):
@@ -78,10 +80,16 @@ class PaymentGateway(ServiceClient):
                 provider_reference=data["id"],
                 decline_reason=data.get("decline_reason"),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PaymentGatewayUnavailable(f"unreadable answer: {response.text[:200]}") from exc
-        if charge.status not in CHARGE_STATUSES:  # e.g. "pending": says nothing final yet
+        if not isinstance(charge.status, str) or charge.status not in CHARGE_STATUSES:
+            # e.g. "pending": says nothing final yet
             raise PaymentGatewayUnavailable(f"charge status {charge.status!r}: not final")
+        reference, reason = charge.provider_reference, charge.decline_reason
+        if not isinstance(reference, str) or not 0 < len(reference) <= MAX_REFERENCE_LENGTH:
+            raise PaymentGatewayUnavailable(f"unreadable charge id: {reference!r:.100}")
+        if reason is not None and not isinstance(reason, str):
+            raise PaymentGatewayUnavailable(f"unreadable decline reason: {reason!r:.100}")
         return charge
 
 

@@ -4,6 +4,8 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.db.models import F, Q
 
+from core.models import moment
+
 
 def new_idempotency_key() -> str:
     return f"pay_{uuid.uuid4().hex}"
@@ -91,7 +93,7 @@ class Payment(models.Model):
     status = models.CharField(
         max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
-    provider_reference = models.CharField(max_length=64, blank=True)
+    provider_reference = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(
         default=0, help_text="Charge requests sent to the provider."
     )
@@ -100,20 +102,14 @@ class Payment(models.Model):
         help_text="Times the workflow tried to settle the charge (a charge request or a lookup, "
         "answered or not): its retry budget and backoff count these.",
     )
-    last_attempt_at = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="When the last charge request was sent: for a while after it, the request "
-        "may still reach the provider and capture, whatever a lookup said meanwhile.",
+    last_attempt_at = moment(
+        "When the last charge request was sent: for a while after it, the request "
+        "may still reach the provider and capture, whatever a lookup said meanwhile."
     )
-    checked_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the reconciler last looked at it."
-    )
-    abandoned_at = models.DateTimeField(
-        null=True,
-        blank=True,
-        help_text="When its order stopped wanting it (failed, cancelled, or retried with a new "
-        "payment): from then on a capture on it is refunded.",
+    checked_at = moment("When the reconciler last looked at it.")
+    abandoned_at = moment(
+        "When its order stopped wanting it (failed, cancelled, or retried with a new "
+        "payment): from then on a capture on it is refunded."
     )
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

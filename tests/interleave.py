@@ -3,7 +3,7 @@ let another actor run, then let the first go on. Each interleaving a test names 
 exactly so, every run, with no sleeps and no luck.
 
     with Pause("payment.charge.sending", payment_id=payment.pk) as charging:
-        worker = Background(lambda: order_process(order_id=order.pk))
+        worker = Background(lambda: advance(order.pk, *others))
         charging.wait_reached()
         ...  # another actor runs while the worker is about to send its charge
     worker.result()  # leaving the block let the worker go on

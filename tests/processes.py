@@ -98,3 +98,31 @@ class TcpForwarder:
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
+
+
+class HungServer:
+    """A TCP port that accepts connections and never answers: a service that is hung (a
+    wedged process, a network path that drops replies). Requests to it wait out their read
+    timeout."""
+
+    def __init__(self):
+        self._server = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = self._server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._clients: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:  # closed
+                return
+            self._clients.append(client)  # held open, never read from or answered
+
+    def close(self) -> None:
+        self._server.close()
+        for client in self._clients:
+            with contextlib.suppress(OSError):
+                client.close()

@@ -19,8 +19,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from inventory.tests.factories import product_in_warehouse
-from orders.claims import orders_held
 from orders.models import Order
+from orders.scheduling import orders_held
 from orders.workflow import orders_advance
 from webhooks.outbox import wanted_types
 

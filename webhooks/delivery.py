@@ -30,6 +30,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
+from core.clock import db_now
 from core.http import CallInsideTransaction, in_transaction
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Event, Subscription
 from webhooks.rendering import event_bodies
@@ -76,7 +77,7 @@ def events_dispatch(*, limit: int) -> int:
         if not events:
             return 0
         subscriptions = list(Subscription.objects.filter(is_active=True))
-        now = timezone.now()
+        now = db_now()
         Delivery.objects.bulk_create(
             [
                 Delivery(event=event, subscription=sub, next_attempt_at=now, created_at=now)
@@ -93,7 +94,7 @@ def events_dispatch(*, limit: int) -> int:
 def deliveries_claim(*, limit: int, seconds: float) -> list[Delivery]:
     """Up to `limit` due deliveries of active subscriptions, the longest due first, theirs
     for `seconds` (no other worker takes them meanwhile), with their events' bodies."""
-    now = timezone.now()
+    now = db_now()
     until = now + timedelta(seconds=seconds)
     with transaction.atomic():
         due = list(
@@ -214,7 +215,7 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
     for it again, and a deleted subscription takes its deliveries with it; their outcomes here
     are dropped. Rows are locked deliveries first, then subscriptions, each in id order."""
     result = BatchResult(sent=len(outcomes))
-    now = timezone.now()
+    now = db_now()
     with transaction.atomic():
         claims: dict = defaultdict(list)
         for outcome in outcomes:
@@ -348,7 +349,7 @@ def next_due_in() -> float | None:
     )
     if soonest is None:
         return None
-    return max((soonest - timezone.now()).total_seconds(), 0.0)
+    return max((soonest - db_now()).total_seconds(), 0.0)
 
 
 def deliveries_redeliver(*, delivery_ids: list[int]) -> int:
@@ -364,7 +365,7 @@ def deliveries_redeliver(*, delivery_ids: list[int]) -> int:
             .values_list("pk", flat=True)
         )
         return Delivery.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.PENDING, next_attempt_at=timezone.now()
+            status=DeliveryStatus.PENDING, next_attempt_at=db_now()
         )
 
 

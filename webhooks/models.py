@@ -7,6 +7,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -71,7 +72,8 @@ class Event(models.Model):
     type = models.CharField(max_length=32, choices=EventType.choices)
     subject_id = models.BigIntegerField(help_text="The order's id, or the product's (stock).")
     data = models.JSONField(default=dict, blank=True, help_text="What happened, as it happened.")
-    created_at = models.DateTimeField(default=timezone.now)
+    # The database's time, whichever machine wrote the change (core/clock.py).
+    created_at = models.DateTimeField(db_default=Now())
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When its deliveries were made, one per subscription."
     )

@@ -13,7 +13,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 
 from webhooks.dispatch import wake_webhook_workers
 from webhooks.models import Event, EventType, Subscription
@@ -47,10 +46,7 @@ def outbox_events(type: EventType, facts: Sequence[tuple[Any, dict[str, Any]]]) 
     after the commit (`wake_after_commit`); none when no subscription wants the type."""
     if not facts or type not in wanted_types():
         return []
-    now = timezone.now()
-    return [
-        Event(type=type, subject_id=subject, data=data, created_at=now) for subject, data in facts
-    ]
+    return [Event(type=type, subject_id=subject, data=data) for subject, data in facts]
 
 
 def outbox_write(type: EventType, data_of: Mapping[int, dict[str, Any]]) -> int:

@@ -5,7 +5,6 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from inventory.models import StockLevel
 from inventory.services import (
-    InsufficientStock,
     StockInvariantViolation,
     stock_confirm,
     stock_release,
@@ -41,14 +40,31 @@ def test_reserve_takes_every_line_or_none():
     plenty, scarce = StockLevelFactory(on_hand=10), StockLevelFactory(on_hand=1)
 
     # when: one line cannot be served
-    with pytest.raises(InsufficientStock) as raised, transaction.atomic():
-        stock_reserve(orders={ORDER: {plenty.product_id: 3, scarce.product_id: 2}})
+    with transaction.atomic():
+        allocation = stock_reserve(orders={ORDER: {plenty.product_id: 3, scarce.product_id: 2}})
 
-    # then: nothing was reserved, and the error names the short line
+    # then: nothing was reserved, and the allocation names the short line
+    assert allocation.reserved == []
     assert [lvl.reserved for lvl in levels(plenty, scarce)] == [0, 0]
-    assert raised.value.details["shortages"] == [
+    assert [s.as_dict() for s in allocation.short[ORDER]] == [
         {"product_id": scarce.product_id, "requested": 2, "available": 1}
     ]
+
+
+def test_reserve_serves_orders_first_come_first_served_each_all_or_nothing():
+    # given: 3 units, and three orders of 2, 2 and 1 in that order
+    level = StockLevelFactory(on_hand=3)
+
+    # when
+    with transaction.atomic():
+        allocation = stock_reserve(
+            orders={1: {level.product_id: 2}, 2: {level.product_id: 2}, 3: {level.product_id: 1}}
+        )
+
+    # then: the first and the third got theirs; the second, which no longer fit, nothing
+    assert allocation.reserved == [1, 3]
+    assert list(allocation.short) == [2]
+    assert levels(level)[0].reserved == 3
 
 
 def test_reserve_confirm_release_move_units_between_buckets():
@@ -73,10 +89,11 @@ def test_units_released_while_a_reservation_waits_for_the_row_are_reserved():
     def reserve() -> None:
         try:
             with transaction.atomic():
-                stock_reserve(orders={ORDER: {level.product_id: 1}})
-            outcome["reserved"] = True
-        except InsufficientStock as exc:
-            outcome["shortages"] = exc.details["shortages"]
+                allocation = stock_reserve(orders={ORDER: {level.product_id: 1}})
+            if allocation.short:
+                outcome["shortages"] = [s.as_dict() for s in allocation.short[ORDER]]
+            else:
+                outcome["reserved"] = True
         finally:
             connections.close_all()
 
@@ -100,8 +117,11 @@ def test_a_product_without_a_stock_row_has_nothing_available(db):
     from catalog.tests.factories import ProductFactory
 
     product = ProductFactory()
-    with pytest.raises(InsufficientStock), transaction.atomic():
-        stock_reserve(orders={ORDER: {product.id: 1}})
+    with transaction.atomic():
+        allocation = stock_reserve(orders={ORDER: {product.id: 1}})
+    assert [s.as_dict() for s in allocation.short[ORDER]] == [
+        {"product_id": product.id, "requested": 1, "available": 0}
+    ]
 
 
 def test_releasing_more_than_reserved_is_refused():

@@ -3,8 +3,7 @@
 import pytest
 
 from inventory.tests.factories import product_with_stock
-from orders.services import order_reserve
-from orders.tests.helpers import place_order
+from orders.tests.helpers import place_order, reserve
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +13,7 @@ STOCK = "/api/stock/"
 def test_staff_see_every_figure_of_the_stock_model(staff_client, customer):
     # given: 10 on hand, 3 of them reserved by an order
     product = product_with_stock(10, sku="KB-1")
-    order_reserve(order=place_order(customer, (product.id, 3)))
+    reserve(place_order(customer, (product.id, 3)))
 
     # when
     listed = staff_client.get(STOCK)

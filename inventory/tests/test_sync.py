@@ -68,22 +68,21 @@ def test_unknown_skus_are_counted_and_missing_stock_rows_created(warehouse_sim):
 def test_a_stale_snapshot_applied_after_the_shipment_answer_changes_nothing(
     warehouse_sim, customer, payment_sim
 ):
-    from orders.tests.helpers import place_order, run_to_completion
-    from orders.workflow import order_ship
+    from orders.tests.helpers import advance, place_order
 
     # given: 10 units on both sides; an order for 3 is confirmed (committed 3), its push to
     # the warehouse unanswered for now
     product = product_in_warehouse(warehouse_sim, 10)
     order = place_order(customer, (product.id, 3))
     warehouse_sim.configure(error_rate=1.0)
-    run_to_completion(order.id)
+    assert not advance(order.id)[order.id].done
     warehouse_sim.configure(error_rate=0.0)
     assert level(product) == (10, 1, 0, 3)
     # a snapshot taken now, before the shipment
     stale_page = get_warehouse().stock_page(after=None, limit=100)
 
     # when: the shipment's answer arrives first, then the stale snapshot is applied
-    order_ship(order_id=order.id)
+    advance(order.id)
     assert level(product) == (7, 2, 0, 0)
     result = stock_apply_warehouse_levels(levels=stale_page.levels)
 

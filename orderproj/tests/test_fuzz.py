@@ -34,8 +34,7 @@ from core.api.postman import openapi_schema
 from inventory.tests.factories import product_with_stock
 from orderproj.celery import app as celery_app
 from orders.interventions import order_cancel
-from orders.services import order_reserve
-from orders.tests.helpers import place_order, run_to_completion
+from orders.tests.helpers import place_order, reserve, run_to_completion
 
 # Examples per operation, per role and kind of input: some 2,000 requests in under a minute.
 # (Invalid input must not break anything, and any refusal must be a documented one; that each
@@ -77,7 +76,7 @@ def seeded(payment_sim, settings, django_user_model) -> Iterator[dict[str, str]]
     cancelled = place_order(customer, (products[2].id, 1))
     order_cancel(order=cancelled, actor=cancelled.customer, via="api")
     reserved = place_order(customer, (products[3].id, 1), (products[4].id, 2))
-    order_reserve(order=reserved)
+    reserve(reserved)
     yield {
         role: f"Token {Token.objects.get_or_create(user=user)[0].key}"
         for role, user in (("customer", customer), ("staff", staff_user))

@@ -7,7 +7,21 @@ import pytest
 from django.core.cache import cache
 from django.db import connection, connections, transaction
 
+from inventory.tests.factories import product_in_warehouse
+from orders.models import Order
+from orders.tests.helpers import place_order
 from orders.throttling import OrderCreateThrottle
+
+
+@pytest.fixture
+def placed(customer, warehouse_sim) -> Callable[[int], list[Order]]:
+    """place(n): n new pending orders of one unit each, oldest first."""
+    product = product_in_warehouse(warehouse_sim, 1000)
+
+    def place(n: int) -> list[Order]:
+        return [place_order(customer, (product.id, 1)) for _ in range(n)]
+
+    return place
 
 
 @pytest.fixture

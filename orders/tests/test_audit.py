@@ -5,7 +5,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from inventory.fulfilment import shipment_push
+from inventory.fulfilment import shipments_push
 from inventory.tests.factories import product_in_warehouse, product_with_stock
 from orders.audit import audit
 from orders.interventions import order_retry
@@ -76,7 +76,7 @@ def test_shipments_the_warehouse_holds_are_held_against_the_orders(
     # given: a cancelled order the warehouse shipped anyway, and a fulfilled order it never did
     product = product_in_warehouse(warehouse_sim, 10)
     shipped = place_order(customer, (product.id, 1))
-    shipment_push(order_ref=str(shipped.uid), lines=[(product.sku, 1)])
+    shipments_push(shipments=[(str(shipped.uid), [(product.sku, 1)])])
     Order.objects.filter(pk=shipped.pk).update(status="cancelled")
     never = place_order(customer, (product_with_stock(5).id, 1))
     run_to_completion(never.id)  # confirmed: its SKU is unknown to the warehouse

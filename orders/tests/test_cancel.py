@@ -9,17 +9,18 @@ from django.contrib.auth.models import Permission
 from inventory.models import StockLevel
 from inventory.tests.factories import product_with_stock
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import order_reserve
+from orders.reconciler import reconcile
 from orders.tests.conftest import Background
 from orders.tests.helpers import (
+    advance,
     fulfil_without_warehouse,
     log_events,
     place_order,
+    reserve,
     run_to_completion,
+    try_payment,
 )
 from orders.transitions import order_transition
-from orders.workflow import order_process
-from payments.batch import payments_charge
 from payments.gateway import get_gateway
 from tests.interleave import Pause
 from tests.processes import free_port
@@ -59,7 +60,7 @@ def test_cancelling_a_reserved_order_releases_its_stock(customer, customer_clien
     # given
     product = product_with_stock(5)
     order = place_order(customer, (product.id, 2))
-    order_reserve(order=order)
+    reserve(order)
     assert stock(product) == (2, 0, 3)
 
     # when
@@ -79,16 +80,16 @@ def test_a_worker_that_loaded_the_order_before_its_cancellation_never_charges_it
     # given: a worker has read the order as reserved, its payment as never charged
     product = product_with_stock(5)
     order = place_order(customer, (product.id, 2))
-    order_reserve(order=order)
+    reserve(order)
     stale = Order.objects.select_related("payment").get(pk=order.id)
 
     # when: the order is cancelled, then that worker goes on to charge
     assert cancel(customer_client, order.id).status_code == 200
-    charged = payments_charge(payments=[stale.payment])
+    charged = try_payment(stale.payment)
 
     # then: its claim of the first charge request found the payment voided; nothing was sent
     assert payment_sim.requests() == []
-    assert charged.payments[0].status == "voided"
+    assert charged.status == "voided"
     assert Order.objects.get(pk=order.id).payment.status == "voided"
 
 
@@ -249,20 +250,20 @@ def test_cancelled_while_its_charge_is_in_flight_the_capture_is_refunded(
     assert stock(product) == (0, 0, 5)
 
 
-def test_cancelled_while_its_charge_timed_out_the_retry_finds_and_refunds_the_capture(
+def test_cancelled_while_its_charge_timed_out_the_reconciler_finds_and_refunds_the_capture(
     customer, customer_client, payment_sim
 ):
-    # given: the charge was captured but its answer lost; the workflow will retry
+    # given: the charge was captured but its answer lost; the engine will retry
     product = product_with_stock(5)
     order = place_order(customer, (product.id, 1))
     payment_sim.script("timeout")
-    step = order_process(order_id=order.id)
+    step = advance(order.id)[order.id]
     assert not step.done
     assert Order.objects.get(pk=order.id).payment.status == "in_doubt"
 
-    # when: cancelled, then the workflow's retry runs
+    # when: cancelled, then the reconciler's sweep of payments no order wants passes
     assert cancel(customer_client, order.id).status_code == 200
-    order_process(order_id=order.id)
+    assert reconcile().refunded == 1
 
     # then: it asked the payment service and refunded the capture it found
     order.refresh_from_db()

@@ -1,4 +1,4 @@
-"""Workers take up ready orders by claiming them in the database (orders/claims.py), and the
+"""Workers take up ready orders by claiming them in the database (orders/scheduling.py), and the
 broker's messages only wake them (orders.tasks.process_ready): which orders a claim takes,
 that claims made at once never overlap, that a dead worker's orders come back, and that a
 burst of new orders wakes one worker."""
@@ -13,9 +13,7 @@ from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from core.checkpoints import listening
-from inventory.tests.factories import product_in_warehouse
 from orderproj.celery import app as celery_app
-from orders.claims import orders_claim, orders_held, orders_ready_now
 from orders.dispatch import (
     PROCESS_READY,
     WAKE_AFTER_CLAIMS_PENDING,
@@ -23,29 +21,15 @@ from orders.dispatch import (
     wake_taken,
 )
 from orders.models import Order
+from orders.scheduling import orders_claim, orders_held, orders_ready_now
 from orders.tasks import process_ready
-from orders.tests.helpers import place_order
+from orders.tests.helpers import ids
 from orders.workflow import orders_advance
 from tests.interleave import Inject, raise_
 from tests.live import queued_tasks
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def placed(customer, warehouse_sim):
-    """place(n): n new pending orders of one unit each, oldest first."""
-    product = product_in_warehouse(warehouse_sim, 1000)
-
-    def place(n: int) -> list[Order]:
-        return [place_order(customer, (product.id, 1)) for _ in range(n)]
-
-    return place
-
-
-def ids(orders) -> list[int]:
-    return [o.pk for o in orders]
 
 
 @pytest.mark.embedded
@@ -89,8 +73,11 @@ def test_a_holder_renews_its_claim_while_it_works_and_keeps_off_orders_taken_fro
 
         # then: nobody can take them after the first claim would have run out
         assert orders_claim(limit=10, seconds=30, now=first_until + timedelta(seconds=0.1)) == []
-        # and an order re-pushed from under it (the reconciler) is another worker's now
-        orders_ready_now([orders[1].pk])
+        # and a re-push (the reconciler's) leaves them with it ...
+        orders_ready_now(ids(orders))
+        assert orders_claim(limit=10, seconds=600) == []
+        # ... but an order whose claim ran out under it (a renewal lost) is another worker's
+        Order.objects.filter(pk=orders[1].pk).update(claimed_until=timezone.now())
         assert ids(orders_claim(limit=10, seconds=600)) == [orders[1].pk]
         taken_until = Order.objects.get(pk=orders[1].pk).claimed_until
 
@@ -113,18 +100,22 @@ def test_the_orders_of_a_worker_that_died_are_taken_up_when_its_claim_runs_out(p
 
 
 @pytest.mark.embedded
-def test_a_repush_makes_a_held_order_ready_at_once(placed):
+def test_a_repush_makes_a_waiting_order_ready_at_once_and_leaves_a_held_one_to_its_holder(placed):
+    # given: an order waiting an hour for its retry, and one a worker holds
     orders = placed(2)
     Order.objects.filter(pk=orders[0].pk).update(ready_at=timezone.now() + timedelta(hours=1))
     assert ids(orders_claim(limit=10, seconds=600)) == [orders[1].pk]
 
+    # when: both are re-pushed
     orders_ready_now(ids(orders))
 
-    assert ids(orders_claim(limit=10, seconds=600)) == ids(orders)
+    # then: the waiting one is ready now; the held one stays with its holder
+    assert ids(orders_claim(limit=10, seconds=600)) == [orders[0].pk]
+    assert orders_claim(limit=10, seconds=600) == []
 
 
 @pytest.mark.embedded
-def test_an_order_re_pushed_between_a_claim_and_its_loading_is_left_to_the_next_claim(placed):
+def test_an_order_re_pushed_between_a_claim_and_its_loading_stays_with_the_claim(placed):
     # given: three ready orders, one of which is re-pushed (by the reconciler or an operator)
     # right after a worker's claim took it, before the worker loaded its batch
     orders = placed(3)
@@ -136,13 +127,11 @@ def test_an_order_re_pushed_between_a_claim_and_its_loading_is_left_to_the_next_
 
     # when: the worker holds its batch while another worker claims
     with listening("orders.claimed", repush), orders_held(limit=3, seconds=30) as batch:
-        # then: the re-pushed order is not in the batch, and the next claim takes it
-        assert ids(batch) == ids(orders[1:])
-        assert ids(orders_claim(limit=3, seconds=30)) == [orders[0].pk]
-        taken = Order.objects.get(pk=orders[0].pk).claimed_until
-    # and leaving releases the holder's own orders only
-    assert Order.objects.get(pk=orders[0].pk).claimed_until == taken
-    assert not Order.objects.filter(pk__in=ids(orders[1:]), claimed_until__isnull=False).exists()
+        # then: the re-pushed order is in the batch, and no other worker takes it
+        assert ids(batch) == ids(orders)
+        assert orders_claim(limit=3, seconds=30) == []
+    # and leaving releases them all
+    assert not Order.objects.filter(pk__in=ids(orders), claimed_until__isnull=False).exists()
 
 
 def test_a_holder_whose_connection_was_cut_renews_its_claim_on_a_new_one(placed):

@@ -13,8 +13,13 @@ from inventory.tests.factories import product_in_warehouse
 from orders.models import Order
 from orders.reconciler import reconcile
 from orders.selectors import stock_discrepancies
-from orders.tests.helpers import confirm_order, log_events, place_order, run_to_completion
-from orders.workflow import order_ship
+from orders.tests.helpers import (
+    advance,
+    confirm_order,
+    log_events,
+    place_order,
+    run_to_completion,
+)
 from payments.gateway import get_gateway
 from tests.processes import free_port
 
@@ -39,7 +44,7 @@ def test_shipment_moves_committed_units_out_exactly_once(customer, payment_sim, 
 
     # when: pushed three times (a retried or duplicated task)
     for _ in range(3):
-        assert order_ship(order_id=order.id).done
+        assert advance(order.id)[order.id].done
 
     # then
     order.refresh_from_db()
@@ -60,13 +65,13 @@ def test_warehouse_without_an_answer_is_retried_with_backoff(
     order = confirmed_order(customer, product, 1)
     warehouse_sim.configure(error_rate=1.0)
 
-    first = order_ship(order_id=order.id)
-    second = order_ship(order_id=order.id)
+    first = advance(order.id)[order.id]
+    second = advance(order.id)[order.id]
 
     assert not first.done and not second.done and first.retry_in < second.retry_in
     assert first.retry_in >= settings.ORDER_SHIP_RETRY_BASE_SECONDS
     warehouse_sim.configure(error_rate=0.0)
-    assert order_ship(order_id=order.id).done
+    assert advance(order.id)[order.id].done
     order.refresh_from_db()
     assert order.status == "fulfilled"
     assert [e[2] for e in log_events(order)].count("shipment_retry") == 2
@@ -79,7 +84,7 @@ def test_a_shipment_the_warehouse_refuses_is_logged_and_the_order_stays_confirme
     order = confirmed_order(customer, product, 5)
     warehouse_sim.set_stock({product.sku: 2})  # shrinkage the sync has not seen yet
 
-    assert order_ship(order_id=order.id).done
+    assert advance(order.id)[order.id].done
 
     order.refresh_from_db()
     assert order.status == "confirmed"
@@ -112,7 +117,7 @@ def test_an_order_whose_refund_for_a_cancel_was_made_after_all_is_cancelled_not_
 
     # when: its push to the warehouse runs (the fulfilment task, or a re-push), and later the
     # reconciler finds the cancellation unfinished
-    assert order_ship(order_id=order.id).done
+    assert advance(order.id)[order.id].done
     reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
     # then: never shipped; the cancellation was finished in the canceller's name
@@ -134,7 +139,7 @@ def test_an_order_whose_refund_for_a_cancel_went_unanswered_never_ships_and_is_c
     refund_unanswered(order, customer_client, settings)
 
     # when: its push runs, then the reconciler
-    assert order_ship(order_id=order.id).done
+    assert advance(order.id)[order.id].done
     report = reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
     # then: not shipped, as the 503 said; refunded and cancelled once the service answered
@@ -156,7 +161,7 @@ def test_a_cancellation_stays_unfinished_and_unshipped_while_the_payment_service
     # when: its push and the reconciler run while the payment service still cannot be reached
     settings.PAYMENT_API_URL = f"http://127.0.0.1:{free_port()}/payments"
     get_gateway.cache_clear()
-    assert order_ship(order_id=order.id).done
+    assert advance(order.id)[order.id].done
     reconcile(now=later(settings.ORDER_STUCK_AFTER_SECONDS + 1))
 
     # then: nothing shipped, nothing released; the order says why
@@ -191,13 +196,12 @@ def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
         return threading.Thread(target=run)
 
     def process(share):
-        for order_id in share:
-            run_to_completion(order_id)
+        for n in range(0, len(share), 5):  # batches of five, as claims make them
+            run_to_completion(*share[n : n + 5])
 
     def ship():
         while not processing_done.is_set():
-            for order_id in Order.objects.filter(status="confirmed").values_list("id", flat=True):
-                order_ship(order_id=order_id)
+            advance(*Order.objects.filter(status="confirmed").values_list("id", flat=True))
 
     def sync():
         while not processing_done.is_set():
@@ -215,8 +219,7 @@ def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
     for t in helpers:
         t.join(timeout=60)
     assert not [t for t in workers + helpers if t.is_alive()], "a thread did not finish"
-    for order_id in Order.objects.filter(status="confirmed").values_list("id", flat=True):
-        order_ship(order_id=order_id)
+    advance(*Order.objects.filter(status="confirmed").values_list("id", flat=True))
 
     # then: reserved and committed are exactly what orders hold, nothing negative
     assert errors == []
@@ -231,20 +234,21 @@ def test_orders_syncs_and_shipments_running_at_once_keep_the_stock_ledger_exact(
 def test_a_shipment_made_while_a_cancel_is_under_way_wins_and_the_cancel_is_refused(
     customer, payment_sim, warehouse_sim, staff_user
 ):
-    from inventory.fulfilment import shipment_push
+    from inventory.fulfilment import shipments_push
     from orders.interventions import OrderNotCancellable, order_cancel
-    from orders.services import order_fulfil
+    from orders.workflow import orders_fulfil
 
     # given: the shipment went out, its answer not recorded yet
     product = product_in_warehouse(warehouse_sim, 10)
     order = confirmed_order(customer, product, 4)
-    shipment = shipment_push(order_ref=str(order.uid), lines=[(product.sku, 4)])
+    ref = str(order.uid)
+    shipment = shipments_push(shipments=[(ref, [(product.sku, 4)])])[ref]
     stale = Order.objects.get(pk=order.pk)  # as the shipping task read it: confirmed
 
     # when: an operator cancels, then the shipment's answer is recorded
     with pytest.raises(OrderNotCancellable, match="already shipped"):
         order_cancel(order=order, actor=staff_user, via="admin")
-    assert order_fulfil(order=stale, shipment=shipment) is False
+    assert orders_fulfil([stale], {stale.pk: shipment}) == []
 
     # then: the warehouse's answer decided: fulfilled, the charge kept, committed units
     # released once, on_hand following the warehouse

@@ -1,6 +1,8 @@
 """Interleavings of workers, customers, operators and the reconciler that a review found
 unsafe, each reproduced exactly: an actor is stopped at a named checkpoint (tests/interleave.py)
-while another runs. Real PostgreSQL; the payment service and the warehouse over HTTP."""
+while another runs. A worker always runs a batch: the order the interleaving is about and
+bystanders beside it, and the test asserts every one's outcome. Real PostgreSQL; the payment
+service and the warehouse over HTTP."""
 
 import contextlib
 import itertools
@@ -18,17 +20,19 @@ from inventory.types import WarehouseUnavailable
 from orders.interventions import OrderNotRetryable, order_retry
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.reconciler import reconcile
-from orders.services import order_fail, order_reserve
 from orders.tests.conftest import Background
 from orders.tests.helpers import (
+    advance,
     confirm_order,
     place_order,
+    reserve,
     run_to_completion,
+    try_payment,
 )
-from orders.workflow import order_process, order_ship
+from orders.transitions import order_transition
 from payments.gateway import get_gateway
 from payments.models import Payment
-from payments.services import payment_charge, payment_lookup
+from payments.services import payment_lookup
 from tests.interleave import Inject, Pause, raise_
 from tests.processes import free_port, wait_for
 
@@ -59,8 +63,18 @@ def load(order_id: int) -> Order:
 def reserved_order(customer, *, on_hand: int = 5, quantity: int = 1) -> Order:
     order = place_order(customer, (product_with_stock(on_hand).id, quantity))
     order = load(order.pk)
-    order_reserve(order=order)
+    reserve(order)
     return order
+
+
+def bystanders(customer, n: int = 2) -> list[int]:
+    """New orders (in stock, of products the warehouse does not know: they end confirmed,
+    their push refused) to put in a batch beside the order an interleaving is about."""
+    return [place_order(customer, (product_with_stock(10).id, 1)).pk for _ in range(n)]
+
+
+def confirmed(*order_ids: int) -> bool:
+    return all(load(pk).status == "confirmed" for pk in order_ids)
 
 
 def failed_with_a_lost_capture(customer, payment_sim) -> Order:
@@ -68,9 +82,9 @@ def failed_with_a_lost_capture(customer, payment_sim) -> Order:
     a payment error (its payment in doubt, abandoned with the order)."""
     order = reserved_order(customer)
     payment_sim.script("timeout")
-    assert payment_charge(payment=order.payment).status == "in_doubt"
-    assert order_fail(
-        order=order,
+    assert try_payment(order.payment).status == "in_doubt"
+    assert order_transition(
+        orders=[order],
         event=OrderEvent.PAYMENT_ERROR,
         source=OrderStatus.RESERVED,
         message="Given up.",
@@ -116,20 +130,25 @@ def test_one_order_the_reconciler_cannot_settle_does_not_end_its_pass(
 def test_a_cancel_after_a_shipment_whose_answer_was_lost_never_refunds_a_shipped_order(
     customer, customer_client, payment_sim, warehouse_sim
 ):
-    # given: a confirmed order the warehouse shipped, whose answer was lost on the way back
+    # given: a confirmed order the warehouse shipped in a batch with another, whose answer
+    # was lost on the way back
     product = product_in_warehouse(warehouse_sim, 10)
     order = confirm_order(place_order(customer, (product.id, 1)).id)
+    beside = confirm_order(place_order(customer, (product.id, 1)).id)
     lost = raise_(WarehouseUnavailable("ReadTimeout: the answer was lost"))
     with Inject("order.ship.answered", lost, order_id=order.pk):
-        step = order_ship(order_id=order.pk)
-    assert not step.done  # the push is to be retried
-    assert warehouse_sim.shipments()["count"] == 1
+        steps = advance(order.pk, beside.pk)
+    assert not steps[order.pk].done and not steps[beside.pk].done  # pushes to be retried
+    assert warehouse_sim.shipments()["count"] == 2
 
-    # when: the customer cancels, then the push is retried
+    # when: the customer cancels one, then the pushes are retried
     response = customer_client.post(f"/api/orders/{order.pk}/cancel/")
-    order_ship(order_id=order.pk)
+    advance(order.pk, beside.pk)
 
-    # then: the cancel was refused (it has shipped), the order is fulfilled, the charge kept
+    # then: the other one is fulfilled, shipped once
+    assert load(beside.pk).status == "fulfilled"
+    assert warehouse_sim.shipments()["count"] == 2
+    # and the cancel was refused (it has shipped), the order is fulfilled, the charge kept
     assert response.status_code == 409, response.content
     assert response.json()["error"]["code"] == "order_not_cancellable"
     order = load(order.pk)
@@ -144,25 +163,32 @@ def test_a_cancel_after_a_shipment_whose_answer_was_lost_never_refunds_a_shipped
 def test_payment_retries_in_a_provider_outage_are_bounded_and_back_off(
     customer, payment_sim, settings
 ):
-    # given: a charge whose answer was lost, then the payment service goes away
-    order = place_order(customer, (product_with_stock(5).id, 1))
-    payment_sim.script("timeout")
-    first = order_process(order_id=order.pk)
-    assert not first.done and load(order.pk).payment.status == "in_doubt"
+    # given: three orders whose charges' answers were lost, then the payment service goes away
+    orders = [place_order(customer, (product_with_stock(5).id, 1)).pk for _ in range(3)]
+    payment_sim.script("timeout", "timeout", "timeout")
+    first = advance(*orders)
+    assert not any(step.done for step in first.values())
+    assert {load(pk).payment.status for pk in orders} == {"in_doubt"}
     provider_unreachable(settings)
 
-    # when: the workflow is called again each time it asks, as Celery does
-    delays = [first.retry_in]
+    # when: the engine takes the batch up again each time they are due, as workers do
+    delays = {pk: [first[pk].retry_in] for pk in orders}
+    waiting = list(orders)
     for _ in range(3 * settings.ORDER_PAYMENT_RETRY_MAX):
-        step = order_process(order_id=order.pk)
-        if step.done:
+        steps = advance(*waiting)
+        for pk in waiting:
+            if not steps[pk].done:
+                delays[pk].append(steps[pk].retry_in)
+        waiting = [pk for pk in waiting if not steps[pk].done]
+        if not waiting:
             break
-        delays.append(step.retry_in)
 
-    # then: it stopped asking within its budget, each wait longer than the one before
-    assert step.done, f"still retrying after {len(delays)} calls, waits {delays}"
-    assert len(delays) <= settings.ORDER_PAYMENT_RETRY_MAX
-    assert all(b > a for a, b in itertools.pairwise(delays)), delays
+    # then: each stopped asking within its budget, each wait longer than the one before
+    assert not waiting, f"still retrying after {len(delays[waiting[0]])} calls: {delays}"
+    for pk in orders:
+        assert len(delays[pk]) <= settings.ORDER_PAYMENT_RETRY_MAX
+        assert all(b > a for a, b in itertools.pairwise(delays[pk])), delays[pk]
+        assert load(pk).payment.tries == settings.ORDER_PAYMENT_RETRY_MAX
 
 
 def test_a_reservation_expires_during_a_provider_outage_and_a_late_capture_is_refunded(
@@ -172,8 +198,10 @@ def test_a_reservation_expires_during_a_provider_outage_and_a_late_capture_is_re
     # service goes away
     product = product_with_stock(5)
     order = place_order(customer, (product.id, 2))
-    payment_sim.script("timeout")
-    order_process(order_id=order.pk)
+    others = bystanders(customer)
+    payment_sim.script("timeout", key=load(order.pk).payment.idempotency_key)
+    advance(order.pk, *others)
+    assert confirmed(*others)
     working = provider_unreachable(settings)
 
     # when: the reservation's time is up while the provider still does not answer
@@ -199,27 +227,39 @@ def test_a_reservation_expires_during_a_provider_outage_and_a_late_capture_is_re
 def charging_in_background(order: Order) -> Iterator[Background]:
     """A worker processing the order, stopped just before its charge request goes out until
     the block ends."""
+    others = bystanders(order.customer)
     with Pause("payment.charge.sending", payment_id=load(order.pk).payment_id) as charging:
-        worker = Background(lambda: order_process(order_id=order.pk))
+        worker = Background(lambda: advance(order.pk, *others))
         charging.wait_reached()
+        # the others' charges were answered meanwhile: their orders went on
+        wait_for(lambda: confirmed(*others), timeout=10, message="the bystanders confirmed")
         yield worker
+
+
+@contextmanager
+def a_replaced_payment_being_charged(customer, staff_user, settings):
+    """A worker about to send the charge of an order's payment P1, and stalled there (for
+    longer than a request may take: an operator's retry no longer waits for it), while the
+    reservation expires (the provider has no charge for P1 yet), an operator retries the
+    order with a new payment P2, and it is reserved again. Yields (order, P1, the worker),
+    the worker let go when the block ends."""
+    order = place_order(customer, (product_with_stock(5).id, 1))
+    p1 = load(order.pk).payment
+    with charging_in_background(order) as slow:
+        Payment.objects.filter(pk=p1.pk).update(last_attempt_at=later(-3600))
+        reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
+        assert load(order.pk).status == "failed"
+        order_retry(order=load(order.pk), actor=staff_user)
+        reserve(load(order.pk))
+        yield order, p1, slow
 
 
 def test_a_late_capture_of_a_replaced_payment_never_confirms_the_order(
     customer, payment_sim, settings, staff_user
 ):
-    # given: a worker about to send the charge of the order's payment P1, and stalled there
-    # (for longer than a request may take: an operator's retry no longer waits for it) ...
-    order = place_order(customer, (product_with_stock(5).id, 1))
-    p1 = load(order.pk).payment
-    with charging_in_background(order) as slow:
-        Payment.objects.filter(pk=p1.pk).update(last_attempt_at=later(-3600))
-        # ... while the reservation expires (the provider has no charge for P1 yet), an
-        # operator retries the order with a new payment P2, and it is reserved again
-        reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
-        assert load(order.pk).status == "failed"
-        order_retry(order=load(order.pk), actor=staff_user)
-        order_reserve(order=load(order.pk))
+    # given: a stalled worker's P1 replaced by P2, the order reserved again
+    with a_replaced_payment_being_charged(customer, staff_user, settings) as (order, p1, slow):
+        pass
 
     # when: P1's charge goes out and is captured, and the order's processing runs on
     slow.result()
@@ -239,13 +279,7 @@ def test_a_decline_of_a_replaced_payment_never_fails_the_order(
     customer, payment_sim, settings, staff_user
 ):
     # given: as above, a stalled worker's P1 replaced by P2, the order reserved again
-    order = place_order(customer, (product_with_stock(5).id, 1))
-    p1 = load(order.pk).payment
-    with charging_in_background(order) as slow:
-        Payment.objects.filter(pk=p1.pk).update(last_attempt_at=later(-3600))
-        reconcile(now=later(settings.ORDER_RESERVATION_TTL_SECONDS + 1))
-        order_retry(order=load(order.pk), actor=staff_user)
-        order_reserve(order=load(order.pk))
+    with a_replaced_payment_being_charged(customer, staff_user, settings) as (order, p1, slow):
         payment_sim.script("decline")  # what the provider answers P1
 
     # when: P1's charge goes out and is declined
@@ -289,24 +323,28 @@ def test_a_409_for_a_charge_still_being_processed_leaves_it_in_doubt(customer, p
     order = reserved_order(customer)
     key = order.payment.idempotency_key
     payment_sim.configure(hold_charges=True)
-    first = order_process(order_id=order.pk)
+    first = advance(order.pk)[order.pk]
     assert not first.done and load(order.pk).payment.status == "in_doubt"
+    others = bystanders(customer)
 
-    # when: the retry finds no charge yet, charges again, and is answered 409 (key in use)
-    second = order_process(order_id=order.pk)
+    # when: in a batch with new orders, the retry finds no charge yet, charges again, and is
+    # answered 409 (key in use)
+    second = advance(order.pk, *others)[order.pk]
 
     # then: a 409 is no answer either: the order waits, it does not fail
     assert [r["kind"] for r in payment_sim.requests(key)] == ["charge", "lookup", "charge"]
     assert not second.done
     assert load(order.pk).status == "reserved"
 
-    # and once the provider has finished the first request, its capture confirms the order
+    # and once the provider has finished the first request, its capture confirms the order,
+    # and the others' first charges, held with it, confirm them
     payment_sim.configure(hold_charges=False)
     wait_for(lambda: payment_sim.charge(key), timeout=10, message="the held charge stored")
     for _ in range(4):
-        if order_process(order_id=order.pk).done:
+        if advance(order.pk, *others)[order.pk].done and confirmed(*others):
             break
     assert load(order.pk).status == "confirmed"
+    assert confirmed(*others)
     assert payment_sim.charge(key)["status"] == "captured"
     assert [r["kind"] for r in payment_sim.requests(key)].count("charge") == 2
 
@@ -316,13 +354,15 @@ def test_a_charge_answered_with_a_status_that_says_try_again_is_in_doubt(
     customer, payment_sim, status
 ):
     order = reserved_order(customer)
-    payment_sim.fail_next("charge", status)
+    others = bystanders(customer)
+    payment_sim.fail_next("charge", status, key=order.payment.idempotency_key)
 
-    step = order_process(order_id=order.pk)
+    step = advance(order.pk, *others)[order.pk]
 
     assert not step.done
     order = load(order.pk)
     assert (order.status, order.payment.status) == ("reserved", "in_doubt")
+    assert confirmed(*others)
 
 
 # --- 6. the reconciler's windows and its fairness ------------------------------------------
@@ -430,13 +470,18 @@ def test_an_out_of_stock_decision_never_fails_an_order_another_worker_reserved(
     settings.ORDER_STOCK_RETRY_MAX = 0
     product = product_with_stock(0)
     order = place_order(customer, (product.id, 1))
+    out = place_order(customer, (product.id, 1))  # out of stock beside it, and staying so
+    others = bystanders(customer)
     with Pause("order.out_of_stock.decided", order_id=order.pk) as deciding:
-        worker_a = Background(lambda: order_process(order_id=order.pk))
+        worker_a = Background(lambda: advance(order.pk, out.pk, *others))
         deciding.wait_reached()
         # when: stock arrives and a duplicate worker B reserves the order meanwhile
         StockLevel.objects.filter(product=product).update(on_hand=1)
-        order_reserve(order=load(order.pk))
+        reserve(load(order.pk))
     worker_a.result()
+    # then: the order beside it failed out of stock, the others went on
+    assert (load(out.pk).status, load(out.pk).failure_reason) == ("failed", "out_of_stock")
+    assert confirmed(*others)
 
     # then: A's failure did not apply to the reserved order; B's reservation holds (A judged
     # the order again from where it was, and went on with it)
@@ -456,18 +501,22 @@ def test_a_stale_charge_attempt_never_puts_a_captured_payment_back_in_doubt(
 ):
     # given: worker B has read the order's payment as pending and stands at its charge ...
     order = reserved_order(customer)
+    others = [reserved_order(customer).pk for _ in range(2)]
     with Pause("payment.charge.start", payment_id=order.payment_id) as starting:
-        worker_b = Background(lambda: order_process(order_id=order.pk))
+        worker_b = Background(lambda: advance(order.pk, *others))
         starting.wait_reached()
         # ... while worker A charges and confirms the order
-        order_process(order_id=order.pk)
+        advance(order.pk)
         assert load(order.pk).payment.status == "captured"
         # when: B goes on, and the provider does not answer it
         provider_unreachable(settings)
     worker_b.result()
 
-    # then: the payment is still captured
+    # then: the payment is still captured, the order confirmed; the others wait for the
+    # provider, in doubt
     assert Payment.objects.get(pk=order.payment_id).status == "captured"
+    assert load(order.pk).status == "confirmed"
+    assert {load(pk).payment.status for pk in others} == {"in_doubt"}
 
 
 # --- found in the second read of the change -------------------------------------------------
@@ -479,24 +528,28 @@ def test_a_lookup_saying_no_charge_yet_while_another_worker_charges_never_fails_
     # given: worker A has read the payment as never charged and stands at its charge ...
     order = reserved_order(customer)
     key = order.payment.idempotency_key
+    others = bystanders(customer)
     with Pause("payment.charge.start", payment_id=order.payment_id) as starting:
-        worker_a = Background(lambda: order_process(order_id=order.pk))
+        worker_a = Background(lambda: advance(order.pk, *others))
         starting.wait_reached()
         # ... while worker B sends the first charge request, which the provider holds ...
         payment_sim.configure(hold_charges=True)
-        worker_b = Background(lambda: order_process(order_id=order.pk))
+        worker_b = Background(lambda: advance(order.pk))
         wait_for(lambda: payment_sim.requests(key, "charge"), timeout=10, message="B's charge")
         # ... and a lookup (the reconciler's, say) finds no charge yet
         payment_lookup(payment=Payment.objects.get(pk=order.payment_id))
         assert Payment.objects.get(pk=order.payment_id).status == "not_charged"
 
     # when: A goes on (its claim loses to B's), then B's charge is answered
-    step_a = worker_a.result()
+    step_a = worker_a.result()[order.pk]
     payment_sim.configure(hold_charges=False)
     worker_b.result()
 
-    # then: "no charge yet" was no refusal: A waits, B's capture confirms the order
+    # then: "no charge yet" was no refusal: A waits, B's capture confirms the order; the
+    # others of A's batch, held by the provider with it, are confirmed once it answers
     assert not step_a.done
+    run_to_completion(*others)
+    assert confirmed(*others)
     assert not load(order.pk).logs.filter(event="payment_error").exists()
     run_to_completion(order.pk)
     assert load(order.pk).status == "confirmed"

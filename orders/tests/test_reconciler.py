@@ -11,11 +11,11 @@ from inventory.models import StockLevel
 from inventory.tests.factories import product_with_stock
 from orders.models import Order
 from orders.reconciler import reconcile
-from orders.services import order_reserve
 from orders.tests.helpers import (
     capture_at_provider,
     log_events,
     place_order,
+    reserve,
     run_to_completion,
 )
 from payments.gateway import get_gateway
@@ -33,7 +33,7 @@ def reserved_order(customer, *, on_hand: int = 5, quantity: int = 2) -> Order:
     product = product_with_stock(on_hand)
     order = place_order(customer, (product.id, quantity))
     order = Order.objects.select_related("payment").get(pk=order.pk)
-    order_reserve(order=order)
+    reserve(order)
     return order
 
 

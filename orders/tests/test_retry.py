@@ -15,12 +15,16 @@ from orders.interventions import (
 )
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.selectors import stock_discrepancies
-from orders.services import order_fail, order_reserve
-from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.tests import helpers
+from orders.tests.helpers import (
+    advance,
+    log_events,
+    place_order,
+    reserve,
+    run_to_completion,
+)
 from orders.transitions import IllegalTransition, order_transition
-from orders.workflow import order_process
 from payments.models import Payment
-from payments.services import payment_charge
 from tests.live import queue_length
 
 # order_retry may look a payment up over HTTP, which it refuses to do inside a transaction.
@@ -84,8 +88,8 @@ def test_retried_declined_order_gets_a_new_payment_and_is_confirmed(
 
 def test_the_workflow_can_never_reopen_a_failed_order(declined_order):
     # the workflow's own steps leave it failed
-    assert order_process(order_id=declined_order.pk).done
-    assert order_reserve(order=declined_order) is False
+    assert advance(declined_order.pk)[declined_order.pk].done
+    assert reserve(declined_order) is False
     # and the table has no way from failed back to work but an operator's retry
     with pytest.raises(IllegalTransition):
         order_transition(
@@ -116,11 +120,11 @@ def test_a_failed_order_whose_charge_was_captured_is_not_retried(customer, payme
     # given: the charge's answer was lost (the provider captured it) and the order was
     # failed anyway, as a payment error, a while ago
     order = place_order(customer, (product_with_stock(5).id, 1))
-    order_reserve(order=order)
+    reserve(order)
     payment_sim.script("timeout")
-    assert payment_charge(payment=order.payment).status == "in_doubt"
-    order_fail(
-        order=order,
+    assert helpers.try_payment(order.payment).status == "in_doubt"
+    order_transition(
+        orders=[order],
         event=OrderEvent.PAYMENT_ERROR,
         source=OrderStatus.RESERVED,
         message="Given up.",

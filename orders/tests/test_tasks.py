@@ -110,7 +110,7 @@ def test_never_restocked_fails_out_of_stock_after_growing_delays(
     assert all(w >= p * 0.95 for w, p in zip(waited, planned, strict=True)), (waited, planned)
 
 
-def test_a_push_the_warehouse_does_not_answer_is_shipped_by_the_fulfilment_task(
+def test_a_push_the_warehouse_does_not_answer_is_pushed_again_until_it_ships(
     customer_client, payment_sim, warehouse_sim
 ):
     # given: the warehouse answers nothing
@@ -126,7 +126,8 @@ def test_a_push_the_warehouse_does_not_answer_is_shipped_by_the_fulfilment_task(
     )
     warehouse_sim.configure(error_rate=0.0)
 
-    # then: orders.fulfil_order pushes it again, counting the first push, and it ships once
+    # then: a worker pushes it again after its backoff, counting the first push, and it
+    # ships once
     order = wait_for_status(order_id, "fulfilled")
     retries = list(order.logs.filter(event="shipment_retry").order_by("id"))
     assert [r.data["attempt"] for r in retries] == list(range(1, len(retries) + 1))

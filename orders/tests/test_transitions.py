@@ -21,6 +21,14 @@ from orders.transitions import TRANSITIONS, IllegalTransition, order_transition
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ["orders", "payments", "inventory", "catalog", "core", "orderproj"]
 TABLE = {(t.event.name, t.source.name) for t in TRANSITIONS}
+# The functions that apply a transition, and what their positional arguments are: the
+# workflow's (_fail, _transition) and the people's (orders/interventions.py's _by).
+POSITIONS = {
+    "order_transition": (),
+    "_fail": ("orders", "event", "source"),
+    "_transition": ("orders", "event", "source"),
+    "_by": ("actor", "order", "event", "source"),
+}
 
 
 def code_modules() -> list[Path]:
@@ -47,18 +55,17 @@ def transitions_asked_for() -> list[tuple[str, str, str]]:
             if not isinstance(node, ast.Call):
                 continue
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-            if name not in {"order_transition", "order_fail", "_fail"}:
+            if name not in POSITIONS:
                 continue
             kwargs = {k.arg: k.value for k in node.keywords}
-            if name == "_fail":  # the workflow's: (orders, event, source, ...)
-                kwargs.update(zip(("orders", "event", "source"), node.args, strict=False))
+            kwargs.update(zip(POSITIONS[name], node.args, strict=False))
             event = member(kwargs.get("event"), {"E", "OrderEvent"})
             source = member(kwargs.get("source"), {"S", "OrderStatus"})
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
             if event:  # a source read from the order: any of the event's rows may apply
                 found.append((event, source or "*", where))
             else:  # a pass-through (event=event): its own callers are the ones checked
-                assert path.name in {"services.py", "transitions.py", "workflow.py"}, where
+                assert path.name in {"interventions.py", "transitions.py", "workflow.py"}, where
     return found
 
 

@@ -6,10 +6,8 @@ from inventory.models import StockLevel
 from inventory.services import stock_set_from_warehouse
 from inventory.tests.factories import product_in_warehouse, product_with_stock
 from orders.models import Order, OrderEvent, OrderStatus
-from orders.services import order_confirm, order_reserve
-from orders.tests.helpers import log_events, place_order, run_to_completion
+from orders.tests.helpers import advance, log_events, place_order, reserve, run_to_completion
 from orders.transitions import IllegalTransition, order_transition
-from orders.workflow import order_process
 
 # The workflow refuses to call the payment service inside a transaction, so these tests
 # run without the wrapping transaction of ordinary tests.
@@ -141,10 +139,10 @@ def test_out_of_stock_is_retried_with_growing_delays_then_fails(customer, paymen
 def test_restocked_within_the_retry_window_is_confirmed(customer, payment_sim):
     product = product_with_stock(0)
     order = place_order(customer, (product.id, 2))
-    assert not order_process(order_id=order.id).done
+    assert not advance(order.id)[order.id].done
 
     stock_set_from_warehouse(product_id=product.id, on_hand=3, version=2)
-    step = order_process(order_id=order.id)
+    step = advance(order.id)[order.id]
 
     order.refresh_from_db()
     assert step.done and order.status == "confirmed"
@@ -164,8 +162,8 @@ def test_running_the_workflow_again_changes_nothing(customer, payment_sim, wareh
     )
 
     # when: the task runs again (a duplicate or redelivered message)
-    assert order_process(order_id=order.id).done
-    assert order_process(order_id=order.id).done
+    assert advance(order.id)[order.id].done
+    assert advance(order.id)[order.id].done
 
     # then
     order.refresh_from_db()
@@ -186,8 +184,11 @@ def test_a_repeated_transition_is_a_noop_and_an_illegal_one_raises(customer, pay
     order = Order.objects.select_related("payment").get(pk=order.pk)
     logs = order.logs.count()
 
-    assert order_confirm(order=order, payment=order.payment) is False  # repeated: no-op
-    assert order_reserve(order=order) is False  # decided for a state it is no longer in
+    # repeated: no-op
+    assert not order_transition(
+        orders=[order], event=OrderEvent.CONFIRMED, source=OrderStatus.RESERVED
+    )
+    assert reserve(order) is False  # decided for a state it is no longer in
     assert order.logs.count() == logs
     assert stock(product).committed == 1
 

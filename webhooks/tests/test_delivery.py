@@ -312,7 +312,7 @@ def test_a_secret_the_signer_cannot_use_is_refused_and_a_bad_delivery_is_only_an
 def test_a_refund_answered_to_two_callers_is_told_once(customer, payment_sim, receiver_sim):
     from payments.gateway import ProviderCharge
     from payments.models import Payment
-    from payments.services import _record_answer
+    from payments.services import Answer, payments_record
 
     # given: a paid order whose refund two callers (the workflow, the reconciler) both sent
     Subscription.objects.create(url=receiver_sim.hook_url(), event_types=["order.refunded"])
@@ -324,8 +324,8 @@ def test_a_refund_answered_to_two_callers_is_told_once(customer, payment_sim, re
 
     # when: both get the provider's answer "refunded"
     answer = ProviderCharge(status="refunded", provider_reference="ch_1")
-    _record_answer(first, answer)
-    _record_answer(second, answer)
+    payments_record([Answer(first, "refund", first.attempts, charge=answer)])
+    payments_record([Answer(second, "refund", second.attempts, charge=answer)])
 
     # then: one event
     assert Payment.objects.get(pk=payment.pk).status == "refunded"
