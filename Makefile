@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/orderproj
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/1
 
-.PHONY: run test test-postgres test-embedded test-faults lint venv venv-dev migrate clean bench-sync bench bench-quick
+.PHONY: run test test-postgres test-embedded test-faults explore lint venv venv-dev migrate clean bench-sync bench bench-quick
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ test-embedded: venv-dev
 ## test-faults: only the fault-injection scenarios (also part of `make test`)
 test-faults: venv-dev
 	FAULTS_RESTART_POSTGRES=1 $(MAKE) test-postgres PYTEST_ARGS="-m faults $(PYTEST_ARGS)"
+
+## explore: the seeded fault explorer (tests/explore): SEEDS=n seeds from FIRST (default 100
+## from 0), or the one seed SEED=n, replayed exactly; reports seeds per minute (make test runs
+## the first 24)
+explore: venv-dev
+	EXPLORE_SEEDS=$(or $(SEEDS),100) EXPLORE_FIRST=$(or $(FIRST),0) EXPLORE_SEED=$(SEED) \
+	$(MAKE) test-postgres PYTEST_ARGS="tests/explore -rf $(PYTEST_ARGS)"
 
 ## lint: ruff and the migrations check
 lint: venv-dev
