@@ -28,12 +28,6 @@ class StockLevel(models.Model):
         db_persist=True,
     )
     updated_at = models.DateTimeField(auto_now=True)
-    # Counts the changes this code made and recorded in the ledger itself: every statement of
-    # inventory/services.py that writes a bucket adds one. A database trigger records in the
-    # ledger any change of a bucket that leaves it as it was (an earlier release's worker during
-    # a rolling deploy, a fix by hand in the database), and a row inserted with 0 (the database
-    # default) gets its opening there: nothing can change stock past the ledger.
-    ledger_seq = models.BigIntegerField(default=1, db_default=0, editable=False)
 
     class Meta:
         ordering = ["product_id"]
@@ -124,8 +118,9 @@ class MovementReason(models.TextChoices):
     WAREHOUSE_SYNC = "warehouse_sync", "Warehouse sync"
     SHIPMENT_ANSWER = "shipment_answer", "Shipment answer"  # on_hand from a shipment's answer
     OPERATOR = "operator", "Set by an operator"
-    # Changed past the application, found by the database itself (inventory migration 0006's
-    # trigger): by a worker of a release before the ledger, or by hand.
+    # Changed past the ledger, found by the database itself when the change committed
+    # (inventory migration 0006's trigger): by a worker of a release before the ledger, or by
+    # hand in the database.
     OUTSIDE = "outside", "Changed outside the application"
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Product
@@ -152,8 +151,7 @@ def _order_moves(orders: Holds, reason: MovementReason, **sign: int) -> list[Mov
 # held. Works on PostgreSQL and SQLite (UPDATE ... FROM, RETURNING).
 _TRANSITION_SQL = """
 WITH {locked}, line(pid, quantity, new_on_hand, new_version) AS (VALUES {rows})
-UPDATE inventory_stocklevel AS s SET {assignments}, ledger_seq = s.ledger_seq + 1,
-    updated_at = %s
+UPDATE inventory_stocklevel AS s SET {assignments}, updated_at = %s
 FROM line JOIN locked ON locked.id = line.pid
 WHERE s.product_id = line.pid AND {guard}
 RETURNING product_id, on_hand, reserved, committed
@@ -329,7 +327,6 @@ def stock_set_from_warehouse(
             StockLevel.objects.filter(pk=product_id).update(
                 on_hand=on_hand,
                 version=version,
-                ledger_seq=F("ledger_seq") + 1,
                 updated_at=timezone.now(),
             )
         else:
@@ -343,9 +340,11 @@ def stock_set_from_warehouse(
     return True
 
 
+@transaction.atomic
 def stock_open(*, on_hand: Mapping[int, int], version: int = 1, note: str = "") -> None:
     """Stock rows for products that have none, each with its ledger's opening balance: stock
-    that exists before its ledger does (a benchmark's or an import's). Two statements."""
+    that exists before its ledger does (a benchmark's or an import's). Two statements, in one
+    transaction (the ledger's check at commit finds the openings there)."""
     now = timezone.now()
     StockLevel.objects.bulk_create(
         [
@@ -416,8 +415,7 @@ class BatchResult:
 _APPLY_SQL = """
 WITH incoming(sku, new_on_hand, new_version) AS (VALUES {rows})
 UPDATE inventory_stocklevel AS s
-SET on_hand = incoming.new_on_hand, version = incoming.new_version,
-    ledger_seq = s.ledger_seq + 1, updated_at = %s
+SET on_hand = incoming.new_on_hand, version = incoming.new_version, updated_at = %s
 FROM incoming JOIN catalog_product AS p ON p.sku = incoming.sku
 WHERE s.product_id = p.id AND s.version < incoming.new_version AND s.product_id IN ({locked})
 RETURNING product_id, on_hand, reserved, committed
@@ -425,8 +423,7 @@ RETURNING product_id, on_hand, reserved, committed
 # Stock rows for products that had none; a row another transaction created meanwhile stays
 # as it is (and is reported as not created).
 _CREATE_SQL = """
-INSERT INTO inventory_stocklevel
-    (product_id, on_hand, version, reserved, committed, ledger_seq, updated_at)
+INSERT INTO inventory_stocklevel (product_id, on_hand, version, reserved, committed, updated_at)
 VALUES {rows} ON CONFLICT DO NOTHING RETURNING product_id
 """
 
@@ -437,7 +434,7 @@ def _create_rows(new: Mapping[int, tuple[int, int]]) -> list[int]:
     now = _now_for_sql()
     with connection.cursor() as cursor:
         cursor.execute(
-            _CREATE_SQL.format(rows=", ".join(["(%s, %s, %s, 0, 0, 1, %s)"] * len(new))),
+            _CREATE_SQL.format(rows=", ".join(["(%s, %s, %s, 0, 0, %s)"] * len(new))),
             [v for pid, (on_hand, version) in new.items() for v in (pid, on_hand, version, now)],
         )
         return sorted(pid for (pid,) in cursor)

@@ -1,10 +1,16 @@
-"""Nothing changes stock past the ledger: a trigger records every change of a bucket that the
-application did not record itself (`ledger_seq` unchanged: a worker of a release before the
-ledger, still running during a rolling deploy, or a fix by hand in the database) as an
-`outside` movement, and gives a row inserted that way its opening balance. The migration
-first takes the table's lock, so no change slips in between the ledger's last reading and the
-trigger, then records the changes such workers made since the ledger began (its opening
-balances were taken while they ran): each product's movements add up to its levels again."""
+"""Nothing changes stock past the ledger. When a transaction that changed (or made) a stock row
+commits, a deferred trigger compares the row with the newest movement of its product: if the
+movement does not leave the row's levels, the difference is recorded as an `outside`
+movement (or, for a row with no movement at all, its `opening`). Whoever wrote the change
+and its movements in that transaction (this release, the release before it) leaves nothing
+to record; a worker of a release before the ledger, still running during a rolling deploy,
+or a fix by hand in the database, is recorded. The migration takes the table's lock first,
+so no change slips in between the check of what exists and the trigger, then records what
+such workers changed since the ledger began (its opening balances were taken while they
+ran): each product's movements add up to its levels again.
+
+PostgreSQL only: the embedded SQLite is one machine running one release (and has no deferred
+triggers)."""
 
 from django.db import migrations, models
 
@@ -14,59 +20,41 @@ COLUMNS = (
     "reserved_after, committed_after, note, created_at"
 )
 
-POSTGRESQL = f"""
+INSTALL = f"""
 LOCK TABLE inventory_stocklevel IN SHARE ROW EXCLUSIVE MODE;
-CREATE OR REPLACE FUNCTION inventory_stock_outside_ledger() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION inventory_stock_ledger_check() RETURNS trigger AS $$
+DECLARE
+    level inventory_stocklevel%ROWTYPE;
+    last inventory_stockmovement%ROWTYPE;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (NEW.product_id, 'opening',
-            NEW.on_hand, NEW.reserved, NEW.committed, NEW.on_hand, NEW.reserved,
-            NEW.committed, '{NOTE}', STATEMENT_TIMESTAMP());
-    ELSE
-        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (NEW.product_id, 'outside',
-            NEW.on_hand - OLD.on_hand, NEW.reserved - OLD.reserved,
-            NEW.committed - OLD.committed, NEW.on_hand, NEW.reserved, NEW.committed,
-            '{NOTE}', STATEMENT_TIMESTAMP());
+    SELECT * INTO level FROM inventory_stocklevel WHERE product_id = NEW.product_id;
+    IF NOT FOUND THEN
+        RETURN NULL;  -- deleted since
+    END IF;
+    SELECT * INTO last FROM inventory_stockmovement WHERE product_id = NEW.product_id
+        ORDER BY id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (level.product_id, 'opening',
+            level.on_hand, level.reserved, level.committed, level.on_hand, level.reserved,
+            level.committed, '{NOTE}', STATEMENT_TIMESTAMP());
+    ELSIF (last.on_hand_after, last.reserved_after, last.committed_after)
+            IS DISTINCT FROM (level.on_hand, level.reserved, level.committed) THEN
+        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (level.product_id, 'outside',
+            level.on_hand - last.on_hand_after, level.reserved - last.reserved_after,
+            level.committed - last.committed_after, level.on_hand, level.reserved,
+            level.committed, '{NOTE}', STATEMENT_TIMESTAMP());
     END IF;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER stock_opened_outside_ledger AFTER INSERT ON inventory_stocklevel
-    FOR EACH ROW WHEN (NEW.ledger_seq = 0) EXECUTE FUNCTION inventory_stock_outside_ledger();
-CREATE TRIGGER stock_changed_outside_ledger
-    AFTER UPDATE OF on_hand, reserved, committed ON inventory_stocklevel FOR EACH ROW
-    WHEN (NEW.ledger_seq = OLD.ledger_seq AND (NEW.on_hand, NEW.reserved, NEW.committed)
-        IS DISTINCT FROM (OLD.on_hand, OLD.reserved, OLD.committed))
-    EXECUTE FUNCTION inventory_stock_outside_ledger();
+CREATE CONSTRAINT TRIGGER stock_ledger_check
+    AFTER INSERT OR UPDATE OF on_hand, reserved, committed ON inventory_stocklevel
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION inventory_stock_ledger_check();
 """
-POSTGRESQL_DROP = """
-DROP TRIGGER IF EXISTS stock_opened_outside_ledger ON inventory_stocklevel;
-DROP TRIGGER IF EXISTS stock_changed_outside_ledger ON inventory_stocklevel;
-DROP FUNCTION IF EXISTS inventory_stock_outside_ledger();
+UNINSTALL = """
+DROP TRIGGER IF EXISTS stock_ledger_check ON inventory_stocklevel;
+DROP FUNCTION IF EXISTS inventory_stock_ledger_check();
 """
-
-_SQLITE_NOW = "STRFTIME('%Y-%m-%d %H:%M:%f', 'now')"
-SQLITE = [
-    f"""CREATE TRIGGER stock_opened_outside_ledger AFTER INSERT ON inventory_stocklevel
-    WHEN NEW.ledger_seq = 0 BEGIN
-        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (NEW.product_id, 'opening',
-            NEW.on_hand, NEW.reserved, NEW.committed, NEW.on_hand, NEW.reserved,
-            NEW.committed, '{NOTE}', {_SQLITE_NOW});
-    END""",
-    f"""CREATE TRIGGER stock_changed_outside_ledger
-    AFTER UPDATE OF on_hand, reserved, committed ON inventory_stocklevel
-    WHEN NEW.ledger_seq = OLD.ledger_seq AND (NEW.on_hand != OLD.on_hand
-        OR NEW.reserved != OLD.reserved OR NEW.committed != OLD.committed) BEGIN
-        INSERT INTO inventory_stockmovement ({COLUMNS}) VALUES (NEW.product_id, 'outside',
-            NEW.on_hand - OLD.on_hand, NEW.reserved - OLD.reserved,
-            NEW.committed - OLD.committed, NEW.on_hand, NEW.reserved, NEW.committed,
-            '{NOTE}', {_SQLITE_NOW});
-    END""",
-]
-SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS stock_opened_outside_ledger",
-    "DROP TRIGGER IF EXISTS stock_changed_outside_ledger",
-]
 
 # Each product whose movements do not add up to its levels gets the difference, as a change
 # from outside (or its opening balance, if it has no movement at all).
@@ -90,24 +78,18 @@ def install(apps, schema_editor):
     from django.utils import timezone
 
     connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(POSTGRESQL)
-        else:
-            for statement in SQLITE:
-                cursor.execute(statement)
+        cursor.execute(INSTALL)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         cursor.execute(HEAL, [NOTE, now])
 
 
 def uninstall(apps, schema_editor):
-    connection = schema_editor.connection
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(POSTGRESQL_DROP)
-        else:
-            for statement in SQLITE_DROP:
-                cursor.execute(statement)
+    if schema_editor.connection.vendor == "postgresql":
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(UNINSTALL)
 
 
 class Migration(migrations.Migration):
@@ -116,11 +98,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name="stocklevel",
-            name="ledger_seq",
-            field=models.BigIntegerField(db_default=0, default=1, editable=False),
-        ),
         migrations.AlterField(
             model_name="stockmovement",
             name="reason",

@@ -97,13 +97,13 @@ def explained_product():
     return product
 
 
-@pytest.mark.embedded
 def test_a_level_changed_past_the_application_is_recorded_as_a_change_from_outside():
     # given
     product = explained_product()
 
     # when: a bucket is changed by hand in the database, past the services (or by a worker
-    # of a release before the ledger), and a stock row is inserted so
+    # of a release before the ledger), and a stock row is inserted so (PostgreSQL's check at
+    # commit; the embedded SQLite has none)
     StockLevel.objects.filter(product=product).update(reserved=5)
     other = ProductFactory()
     with connection.cursor() as cursor:
