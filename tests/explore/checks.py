@@ -120,11 +120,12 @@ def violations(world) -> list[str]:
                     f"(budget {budgets[counter]})"
                 )
 
-    # and no batch held up by one order; no order pushed back in the queue; no request held
-    # by a hung Redis; no 5xx
+    # and no batch held up by one order, or by a provider for long; no order pushed back in
+    # the queue; no request held by a hung Redis; no 5xx
     found += [f"a task failed: {error}" for error in run.task_errors]
     found += run.stalls
     found += run.pushed_back
+    found += run.slow_batches
     from tests.explore.world import REQUEST_BOUND_SECONDS
 
     for status, seconds, hung in run.answers:

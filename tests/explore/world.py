@@ -79,6 +79,9 @@ SETTINGS = {
 # A request while Redis hangs may take the publish bound, and some room for the machine.
 REQUEST_BOUND_SECONDS = 1.0
 DRAIN_SECONDS = 40
+# A batch's calls all have timeouts (0.3 s here, each call a deadline in all): however its
+# providers misbehave, a batch ends within seconds.
+BATCH_BOUND_SECONDS = 10.0
 # Checkpoints where the scheduler may stop an actor (those it reaches outside a transaction).
 CHECKPOINTS = [
     "orders.claiming",
@@ -107,6 +110,7 @@ class Run:
     task_errors: list[str] = field(default_factory=list)
     stalls: list[str] = field(default_factory=list)
     pushed_back: list[str] = field(default_factory=list)
+    slow_batches: list[str] = field(default_factory=list)
     killed: int = 0
     drained: bool = False
     seconds: float = 0.0
@@ -204,6 +208,9 @@ class World:
                 raise
             except Exception as exc:  # the task failed: its batch stalled on one order's fault
                 self.run.task_errors.append(f"{actor.name}: {type(exc).__name__}: {exc}"[:300])
+        took = time.monotonic() - actor.state["started"]
+        if took > BATCH_BOUND_SECONDS:
+            self.run.slow_batches.append(f"{actor.name}: a batch took {took:.1f}s")
         self._after_batch(actor.state["claimed"])
 
     def _customer_step(self, actor: Actor) -> None:
