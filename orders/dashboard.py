@@ -119,6 +119,8 @@ class OutcomeChart:
     right: float = RIGHT
     top: float = TOP
     bottom: float = BOTTOM
+
+
 BAR_SHARE = 0.72  # of an hour's slot; the rest is the gap between bars
 LABEL_EVERY_HOURS = 6
 
