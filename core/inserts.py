@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from django.db import connection, transaction
 from django.db.models import Expression, Field, Model
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.sql import InsertQuery
 
 
@@ -102,11 +103,22 @@ def _plain_insert(model: type[Model]) -> tuple[list[Field], str] | None:
     return fields, head
 
 
+@functools.cache
+def _database_default(model: type[Model], name: str) -> tuple[str, tuple]:
+    """A field's database default (`db_default`: the database's time, a constant) as SQL,
+    compiled once per process."""
+    field = model._meta.get_field(name)
+    compiler = InsertQuery(model).get_compiler(connection=connection)
+    expression = field.db_default.resolve_expression(compiler.query, allow_joins=False)
+    sql, params = compiler.compile(expression)
+    return sql, tuple(params)
+
+
 def _insert_sql(objs: list[Model]) -> tuple[str, list] | None:
     """The group's INSERT ... RETURNING with the values Django's insert compiler would send
-    (each field's pre_save and get_db_prep_save), rendered directly: the compiler's general
-    machinery costs more CPU than the rest of an order's creation. None when a value is an
-    expression other than Inserted (a database default, say): the compiler renders those."""
+    (each field's pre_save and get_db_prep_save, a database default's own SQL), rendered
+    directly: the compiler's general machinery costs more CPU than the rest of an order's
+    creation. None when a value is another expression: the compiler renders those."""
     plain = _plain_insert(type(objs[0]))
     if plain is None:
         return None
@@ -118,6 +130,10 @@ def _insert_sql(objs: list[Model]) -> tuple[str, list] | None:
             value = field.pre_save(obj, add=True)
             if isinstance(value, Inserted):
                 marks.append(value.as_sql(None, connection)[0])
+            elif isinstance(value, DatabaseDefault):
+                sql, default = _database_default(type(obj), field.name)
+                marks.append(sql)
+                params.extend(default)
             elif hasattr(value, "resolve_expression"):
                 return None
             else:
