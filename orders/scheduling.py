@@ -312,16 +312,42 @@ def orders_push_again(order_ids: Sequence[int], *, now: datetime | None = None) 
     return orders_ready_now(order_ids, now=now)
 
 
-def transition_schedule(*, target: str, event: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class Ahead:
+    """The next step of the orders a transition moves runs at once, in the same batch (a
+    reserved order's charge, a confirmed order's push): its retry is scheduled with the
+    transition itself, `retry_in` seconds from now (by order id), and with `counter` its
+    attempt counted. The write-ahead of that step, in the transition's own UPDATE: a task
+    cut right after it leaves the order waiting its backoff, its attempt spent."""
+
+    retry_in: Mapping[int, float]
+    counter: str | None = None
+
+
+class _Increment:
+    def __repr__(self) -> str:
+        return "+1"
+
+
+INCREMENT = _Increment()
+
+
+def transition_schedule(
+    *, target: str, event: str, ahead: Ahead | None = None
+) -> dict[str, object]:
     """The scheduling columns a transition to `target` sets beside the status (orders/
     transitions.py writes them in its guarded UPDATE, with the database's time for
-    "now"): a worker may take an open order up at once for its next step, an order that
-    ended has none; the step errors counted start afresh, and an operator's retry starts
-    every budget afresh."""
+    "now"): a worker may take an open order up at once for its next step (or, `ahead`, once
+    the retry of the step it goes on with at once is due), an order that ended has none; the
+    step errors counted start afresh, and an operator's retry starts every budget afresh."""
     schedule: dict[str, object] = {
         "progressed_at": NOW,
         "ready_at": NOW if target in OPEN_STATUSES else None,
     }
+    if ahead is not None and target in OPEN_STATUSES:
+        schedule["ready_at"] = ahead
+        if ahead.counter:
+            schedule[ahead.counter] = INCREMENT
     # Progress: the errors counted are those since the order last moved.
     schedule["step_errors"] = 0
     if event == "retried":

@@ -16,7 +16,7 @@ orders/lock_objects.py), then stock rows in ascending product id order (inventor
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -41,7 +41,7 @@ from orders.models import (
     OrderEvent,
     OrderStatus,
 )
-from orders.scheduling import transition_schedule
+from orders.scheduling import INCREMENT, Ahead, transition_schedule
 from orders.selectors import LINES_WITH_PRODUCTS
 from payments.services import payments_abandon
 from webhooks.models import EventType
@@ -172,12 +172,22 @@ def _guarded_update(
 ) -> tuple[set[int], datetime | None]:
     """The UPDATE of the orders still in the transition's source with the payment the caller
     read; returns their ids, and the time it was made (the database's)."""
-    now_sql, now_params = at().sql()
+    clock = at()
+    now_sql, now_params = clock.sql()
     assignments, values = "", []
     for column, value in columns.items():
         if value is NOW:
             assignments += f", {column} = {now_sql}"
             values += now_params
+        elif value is INCREMENT:
+            assignments += f", {column} = {column} + 1"
+        elif isinstance(value, Ahead):
+            whens = []
+            for order in orders:
+                sql, params = clock.sql(plus=value.retry_in[order.pk])
+                whens.append(f"WHEN %s THEN {sql}")
+                values += [order.pk, *params]
+            assignments += f", {column} = CASE id {' '.join(whens)} END"
         else:
             assignments += f", {column} = %s"
             values.append(value)
@@ -214,6 +224,7 @@ def order_transition(
     data_of: Mapping[int, dict[str, Any]] | None = None,
     message_of: Mapping[int, str] | None = None,
     levels: Mapping[int, ShippedLevel] | None = None,
+    ahead: Ahead | None = None,
 ) -> Moved:
     """Apply `event` to every order of `orders` that is still in `source` and still holds the
     payment the caller read (`order.payment_id`: a decision made for one payment, say a
@@ -227,14 +238,16 @@ def order_transition(
     `data_of` by order id; `actor`: who did it, None for the system). A reservation gives
     each order all its lines or none, first come first served by id; the result's `short`
     names the missing lines of those still pending that did not get their stock. Raises
-    IllegalTransition if the table has no such transition. Safe to run twice: a repeat finds
+    IllegalTransition if the table has no such transition. With `ahead`, the step the orders
+    go on with at once has its retry scheduled (and its attempt counted) in the same UPDATE
+    (orders/scheduling.py, Ahead). Safe to run twice: a repeat finds
     the orders moved and moves none.
     """
     transition = transition_for(event, source)
     if not orders:
         return Moved()
     actor_id = actor.pk if actor is not None else None
-    columns = transition_schedule(target=transition.target, event=transition.event)
+    columns = transition_schedule(target=transition.target, event=transition.event, ahead=ahead)
     if transition.target == S.RESERVED:
         columns["reserved_at"] = NOW
     elif transition.event == E.RETRIED:
@@ -280,5 +293,10 @@ def order_transition(
         order.failure_reason = FAILURE_REASONS.get(event, "")
         order.updated_at = now
         for column, value in columns.items():
-            setattr(order, column, now if value is NOW else value)
+            if value is INCREMENT:
+                setattr(order, column, getattr(order, column) + 1)
+            elif isinstance(value, Ahead):
+                setattr(order, column, now + timedelta(seconds=value.retry_in[order.pk]))
+            else:
+                setattr(order, column, now if value is NOW else value)
     return Moved(moved, short=short)

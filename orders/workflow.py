@@ -36,6 +36,7 @@ from inventory.types import ShippedLevel
 from orders import events
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.scheduling import (
+    Ahead,
     RetryPolicy,
     error_policy,
     orders_park,
@@ -88,6 +89,10 @@ class _Batch:
 
     steps: dict[int, Step] = field(default_factory=dict)
     stale: list[Order] = field(default_factory=list)
+    # Orders whose next step (run at once) had its retry scheduled, and its attempt counted,
+    # by the transition that brought them to it: the seconds it waits if that step gets no
+    # answer.
+    ahead: dict[int, float] = field(default_factory=dict)
 
     def done(self, order: Order) -> None:
         self.steps[order.pk] = DONE
@@ -203,7 +208,11 @@ def _reserve(orders: list[Order], batch: _Batch) -> None:
         o.pk: {"quantities": {str(line.product_id): line.quantity for line in order_lines(o)}}
         for o in orders
     }
-    moved = _transition(orders, E.RESERVED, S.PENDING, "Stock reserved for every line.", asked)
+    # The charge follows at once: its first try's retry is scheduled with the reservation.
+    first_try = Ahead({o.pk: payment_policy().delay(o.payment.tries) for o in orders})
+    text = "Stock reserved for every line."
+    moved = _transition(orders, E.RESERVED, S.PENDING, text, asked, ahead=first_try)
+    batch.ahead.update((o.pk, first_try.retry_in[o.pk]) for o in moved)
     short = {pk: [s.as_dict() for s in lacking] for pk, lacking in moved.short.items()}
     for order in orders:
         if order not in moved and order.pk not in short:
@@ -238,7 +247,7 @@ def _pay(orders: list[Order], batch: _Batch) -> None:
     """Settle each order's charge: what is known already is applied; the rest get a try,
     counted and their retry scheduled before anything is sent, then sent together and
     judged as their answers come back."""
-    _apply_payments([o for o in orders if o.payment.status not in UNDECIDED], batch)
+    _apply_payments([o for o in orders if o.payment.status not in UNDECIDED], batch, push=True)
     undecided = [o for o in orders if o.payment.status in UNDECIDED]
     policy = payment_policy()
     _out_of_tries([o for o in undecided if policy.exhausted(o.payment.tries)], batch)
@@ -248,9 +257,12 @@ def _pay(orders: list[Order], batch: _Batch) -> None:
     for order in trying:
         checkpoint("payment.charge.start", payment_id=order.payment.pk)
     never_charged = {o.pk for o in trying if o.payment.attempts == 0}
-    delays = {o.pk: policy.delay(o.payment.tries) for o in trying}
+    ahead = {o.pk: batch.ahead.pop(o.pk) for o in trying if o.pk in batch.ahead}
+    later = [o for o in trying if o.pk not in ahead]
+    delays = {**{o.pk: policy.delay(o.payment.tries) for o in later}, **ahead}
     with transaction.atomic():
-        scheduled = orders_retry_later(trying, status=S.RESERVED, retry_in=delays)
+        scheduled = orders_retry_later(later, status=S.RESERVED, retry_in=delays)
+        scheduled += [o for o in trying if o.pk in ahead]
         counted = {p.pk for p in payments_count_tries(payments=[o.payment for o in scheduled])}
     mine = {o.payment.pk: o for o in scheduled if o.payment.pk in counted}
     for order in trying:
@@ -278,7 +290,7 @@ def _judge(
         data=lambda o: {"attempt": o.payment.attempts, "error": tried[o.payment.pk].refused},
     )
     rest = [o for o in orders if o not in refused]
-    _apply_payments([o for o in rest if o.payment.status not in UNDECIDED], batch)
+    _apply_payments([o for o in rest if o.payment.status not in UNDECIDED], batch, push=True)
     undecided = [o for o in rest if o.payment.status in UNDECIDED]
     policy = payment_policy()
     _out_of_tries([o for o in undecided if policy.exhausted(o.payment.tries)], batch)
@@ -322,7 +334,9 @@ def orders_apply_payments(orders: list[Order]) -> Applied:
     return _apply_payments([o for o in orders if o.payment.status not in UNDECIDED], _Batch())
 
 
-def _apply_payments(orders: list[Order], batch: _Batch) -> Applied:
+def _apply_payments(orders: list[Order], batch: _Batch, *, push: bool = False) -> Applied:
+    """`push`: the engine pushes the orders it confirms at once (their first push scheduled
+    and counted with the confirmation)."""
     applied = Applied()
     captured = [o for o in orders if o.payment.status == P.CAPTURED]
     if captured:
@@ -330,7 +344,17 @@ def _apply_payments(orders: list[Order], batch: _Batch) -> Applied:
             o.pk: {"payment_reference": o.payment.provider_reference, "attempt": o.payment.attempts}
             for o in captured
         }
-        moved = _transition(captured, E.CONFIRMED, S.RESERVED, "Payment captured.", charges)
+        policy = ship_policy()
+        first_push = (
+            Ahead({o.pk: policy.delay(o.ship_attempts) for o in captured}, "ship_attempts")
+            if push
+            else None
+        )
+        moved = _transition(
+            captured, E.CONFIRMED, S.RESERVED, "Payment captured.", charges, ahead=first_push
+        )
+        if first_push:
+            batch.ahead.update((o.pk, first_push.retry_in[o.pk]) for o in moved)
         applied.confirmed = list(moved)
         for order in captured:
             if order not in moved:
@@ -402,14 +426,17 @@ def _ship(orders: list[Order], batch: _Batch) -> None:
         else:
             ready.append(order)
     policy = ship_policy()
-    _ship_unanswered(
-        [o for o in ready if policy.exhausted(o.ship_attempts)], "pushes spent", policy, batch
-    )
-    pushing = [o for o in ready if not policy.exhausted(o.ship_attempts)]
-    delays = {o.pk: policy.delay(o.ship_attempts) for o in pushing}
+    # (an order confirmed just now had its push counted with the confirmation)
+    spent = [o for o in ready if o.pk not in batch.ahead and policy.exhausted(o.ship_attempts)]
+    _ship_unanswered(spent, "pushes spent", policy, batch)
+    pushing = [o for o in ready if o not in spent]
+    ahead = {o.pk: batch.ahead.pop(o.pk) for o in pushing if o.pk in batch.ahead}
+    later = [o for o in pushing if o.pk not in ahead]
+    delays = {**{o.pk: policy.delay(o.ship_attempts) for o in later}, **ahead}
     counted = orders_retry_later(
-        pushing, status=S.CONFIRMED, retry_in=delays, counter="ship_attempts"
+        later, status=S.CONFIRMED, retry_in=delays, counter="ship_attempts"
     )
+    counted += [o for o in pushing if o.pk in ahead]
     for order in pushing:
         if order not in counted:
             batch.again(order)

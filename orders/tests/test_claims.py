@@ -269,6 +269,8 @@ def test_a_batch_the_database_failed_wakes_a_worker_for_when_its_claim_runs_out(
         for _ in range(2):
             with pytest.raises(OperationalError):
                 process_ready()
+            # (their charge's retry was scheduled before it would go out: due again now)
+            Order.objects.filter(pk__in=ids(orders)).update(ready_at=timezone.now())
 
     # then: besides the tasks' own retries, one worker is woken once the claim has run out,
     # so the orders do not wait for beat (which may be down too), and no more than one
