@@ -1,6 +1,10 @@
 """Helpers for order tests: create orders through the real service, drive the engine the way
 a worker does (a batch of the orders given), and read back what an operator would see."""
 
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
 from orders.models import Order, OrderEvent, OrderStatus
 from orders.services import OrderItem, order_create
 from orders.transitions import order_transition
@@ -9,6 +13,10 @@ from payments.charges import payments_try
 from payments.gateway import get_gateway
 from payments.models import Payment
 from payments.services import UNDECIDED, payments_count_tries
+
+
+def later(seconds: float) -> datetime:
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def place_order(customer, *lines: tuple[int, int]) -> Order:

@@ -1,11 +1,9 @@
 """Confirmed orders pushed to the warehouse simulator over HTTP."""
 
 import threading
-from datetime import timedelta
 
 import pytest
 from django.db import connections
-from django.utils import timezone
 
 from inventory.models import StockLevel, WarehouseSyncRun
 from inventory.sync import warehouse_sync
@@ -16,6 +14,7 @@ from orders.selectors import stock_discrepancies
 from orders.tests.helpers import (
     advance,
     confirm_order,
+    later,
     log_events,
     place_order,
     run_to_completion,
@@ -24,10 +23,6 @@ from payments.gateway import get_gateway
 from tests.processes import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def later(seconds: int) -> timezone.datetime:
-    return timezone.now() + timedelta(seconds=seconds)
 
 
 def confirmed_order(customer, product, quantity: int) -> Order:

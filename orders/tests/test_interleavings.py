@@ -24,6 +24,7 @@ from orders.tests.conftest import Background
 from orders.tests.helpers import (
     advance,
     confirm_order,
+    later,
     place_order,
     reserve,
     run_to_completion,
@@ -37,10 +38,6 @@ from tests.interleave import Inject, Pause, raise_
 from tests.processes import free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def later(seconds: float) -> timezone.datetime:
-    return timezone.now() + timedelta(seconds=seconds)
 
 
 def provider_unreachable(settings) -> str:

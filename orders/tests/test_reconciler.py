@@ -1,11 +1,8 @@
 """The reconciler against real PostgreSQL, Redis and the payment simulator over HTTP. Time is
 moved by passing `now`, not by waiting."""
 
-from datetime import timedelta
-
 import pytest
 from django.core.management import CommandError, call_command
-from django.utils import timezone
 
 from inventory.models import StockLevel
 from inventory.tests.factories import product_with_stock
@@ -13,6 +10,7 @@ from orders.models import Order
 from orders.reconciler import reconcile
 from orders.tests.helpers import (
     capture_at_provider,
+    later,
     log_events,
     place_order,
     reserve,
@@ -23,10 +21,6 @@ from payments.models import Payment, PaymentStatus
 from tests.live import queue_length
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def later(seconds: int) -> timezone.datetime:
-    return timezone.now() + timedelta(seconds=seconds)
 
 
 def reserved_order(customer, *, on_hand: int = 5, quantity: int = 2) -> Order:
