@@ -13,7 +13,7 @@ class Product(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # The original spec's Product_Categories join table. Declared here so `product.categories`
     # reads naturally; adding it changed no column of this table (see 0002_categories).
-    categories = models.ManyToManyField(
+    categories: "models.ManyToManyField[Category, ProductCategory]" = models.ManyToManyField(
         "Category", through="ProductCategory", related_name="products", blank=True
     )
 

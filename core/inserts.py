@@ -12,6 +12,7 @@ its `Inserted` keys are its related objects' keys (the relations cached), as aft
 
 import functools
 from collections.abc import Sequence
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import Expression, Field, Model
@@ -33,8 +34,8 @@ class Inserted(Expression):
         return f"(SELECT {column} FROM {self.alias})", []
 
 
-def insert_together(*groups: Sequence[Model]) -> None:
-    groups = [list(objs) for objs in groups if objs]
+def insert_together(*given: Sequence[Model]) -> None:
+    groups = [list(objs) for objs in given if objs]
     aliases = {id(obj): f"inserted_{n}" for n, objs in enumerate(groups) for obj in objs}
     refs = list(_references(groups))
     sizes = {id(obj): len(objs) for objs in groups for obj in objs}
@@ -53,7 +54,8 @@ def insert_together(*groups: Sequence[Model]) -> None:
                 for obj, field, ref in refs:
                     if id(obj) in members:
                         setattr(obj, field.attname, ref.obj.pk)  # inserted by now
-                type(objs[0]).objects.bulk_create(objs)
+                # Each model here has `objects`, which the Model base does not declare.
+                type(objs[0]).objects.bulk_create(objs)  # type: ignore[attr-defined]
     for obj, field, ref in refs:
         setattr(obj, field.name if field.is_relation else field.attname, ref.obj)
 
@@ -68,6 +70,7 @@ def _references(groups):
 
 
 def _insert_as_one_statement(groups: list[list[Model]]) -> None:
+    params: list[Any]
     ctes, params, selects = [], [], []
     for n, objs in enumerate(groups):
         alias, meta = f"inserted_{n}", objs[0]._meta
@@ -107,9 +110,12 @@ def _plain_insert(model: type[Model]) -> tuple[list[Field], str] | None:
 def _database_default(model: type[Model], name: str) -> tuple[str, tuple]:
     """A field's database default (`db_default`: the database's time, a constant) as SQL,
     compiled once per process."""
-    field = model._meta.get_field(name)
+    # A concrete field whose value was a DatabaseDefault, so its db_default is an expression.
+    field = cast(Field, model._meta.get_field(name))
     compiler = InsertQuery(model).get_compiler(connection=connection)
-    expression = field.db_default.resolve_expression(compiler.query, allow_joins=False)
+    expression = cast(Expression, field.db_default).resolve_expression(
+        compiler.query, allow_joins=False
+    )
     sql, params = compiler.compile(expression)
     return sql, tuple(params)
 
@@ -123,6 +129,7 @@ def _insert_sql(objs: list[Model]) -> tuple[str, list] | None:
     if plain is None:
         return None
     fields, head = plain
+    params: list[Any]
     rows, params = [], []
     for obj in objs:
         marks = []

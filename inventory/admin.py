@@ -62,7 +62,7 @@ class StockLevelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}?product__id__exact={}">movements</a>', url, level.pk)
 
 
-REASON_TONES = {
+REASON_TONES: dict[str, str] = {
     MovementReason.OPENING: BadgeTone.MUTED,
     MovementReason.RESERVE: BadgeTone.INFO,
     MovementReason.RELEASE: BadgeTone.WARN,
@@ -112,7 +112,8 @@ class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "actor",
         "note",
     ]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
 
     @admin.display(description="Reason", ordering="reason")
     def reason_badge(self, movement: StockMovement) -> str:
@@ -155,7 +156,7 @@ class StockMovementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 ERROR_SHOWN = 80  # characters of a run's error in the list; all of it on hover and on its page
 
-STATUS_TONES = {
+STATUS_TONES: dict[str, str] = {
     SyncStatus.RUNNING: BadgeTone.INFO,
     SyncStatus.SUCCEEDED: BadgeTone.DONE,
     SyncStatus.PARTIAL: BadgeTone.WARN,
@@ -284,7 +285,8 @@ class WarehouseSyncRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class StockLevelInline(ReadOnlyInline):
     model = StockLevel
     fields = ["on_hand", "reserved", "committed", "available", "version", "updated_at"]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
     verbose_name = verbose_name_plural = "stock level"
 
 

@@ -6,7 +6,7 @@ sense are never passed on: a stock page reports them as rejected, one by one.
 """
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -110,7 +110,7 @@ class WarehouseClient(ServiceClient):
                 return self._shipment(result.get("shipment"))
             except WarehouseUnavailable as exc:
                 return exc
-        error = result.get("error") if isinstance(result.get("error"), dict) else {}
+        error = cast(dict, result.get("error")) if isinstance(result.get("error"), dict) else {}
         return WarehouseRejected(
             409,
             str(error.get("code", "rejected")),

@@ -37,7 +37,8 @@ def check_broker(*, timeout: float = 3.0) -> Check:
 
     try:
         with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            # (celery-types annotate timeout as int; kombu compares it with elapsed seconds.)
+            conn.ensure_connection(max_retries=1, timeout=timeout)  # type: ignore[arg-type]
             channel = conn.default_channel
             client = getattr(channel, "client", None)
             if client is not None and hasattr(client, "ping"):
@@ -58,7 +59,8 @@ def check_worker(*, timeout: float | None = None) -> Check:
             replies = app.control.ping(timeout=timeout, limit=1, connection=conn)
     except Exception as exc:
         return _failed(exc)
-    workers = sorted(name for reply in replies for name in reply)
+    # (celery-types allow None, which only a broadcast that wants no reply returns.)
+    workers = sorted(name for reply in replies for name in reply)  # type: ignore[union-attr]
     if not workers:
         return Check(ok=False, error=f"No worker answered a ping within {timeout:g}s.")
     return Check(ok=True, details={"answered": workers})

@@ -23,7 +23,7 @@ from payments.models import Payment
 # The index page opens with the operations summary (orders/templatetags/operations.py).
 admin.site.index_template = "admin/orders/operations_index.html"
 
-STATUS_TONES = {
+STATUS_TONES: dict[str, str] = {
     OrderStatus.PENDING: BadgeTone.MUTED,
     OrderStatus.RESERVED: BadgeTone.INFO,
     OrderStatus.CONFIRMED: BadgeTone.OK,
@@ -40,7 +40,8 @@ def status_badge(status: str) -> str:
 class OrderLineInline(ReadOnlyInline):
     model = OrderLine
     fields = ["product_link", "quantity", "unit_price"]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
 
     @admin.display(description="Product")
     def product_link(self, line: OrderLine) -> str:
@@ -51,7 +52,8 @@ class OrderLineInline(ReadOnlyInline):
 class OrderLogInline(ReadOnlyInline):
     model = OrderLog
     fields = ["time", "from_status", "to_status", "event", "actor", "message", "data"]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
     ordering = ["id"]
 
     @admin.display(description="Time")
@@ -127,7 +129,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("payment")

@@ -1,4 +1,5 @@
 import re
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -18,6 +19,9 @@ from core.api.serializers import BuiltOnceModelSerializer
 from orders import idempotency, interventions, selectors, services
 from orders.models import FailureReason, Order, OrderLine, OrderLog, OrderStatus
 from orders.throttling import OrderCreateThrottle
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -134,7 +138,7 @@ class OrderSerializer(BuiltOnceModelSerializer):
 
 
 class OrderLogSerializer(BuiltOnceModelSerializer):
-    actor = serializers.SlugRelatedField(
+    actor: "serializers.SlugRelatedField[User]" = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
         allow_null=True,

@@ -155,6 +155,7 @@ def order_outcome_chart(*, since: datetime, until: datetime) -> OutcomeChart:
     columns, x_ticks = [], []
     for i, counts in enumerate(hours):
         x = round(LEFT + i * slot + (slot - bar_width) / 2, 2)
+        base: float
         base, bars = BOTTOM, []
         for outcome in OUTCOMES:
             n = counts.counts[outcome.key]

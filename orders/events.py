@@ -9,6 +9,7 @@ decide.
 """
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
@@ -107,7 +108,9 @@ def stock_retry_events(*, orders: list[Order], shortages: dict, retry_in: dict) 
     )
 
 
-def payment_retry_events(*, orders: list[Order], errors: dict, retry_in: dict) -> None:
+def payment_retry_events(
+    *, orders: list[Order], errors: dict, retry_in: Mapping[int, float]
+) -> None:
     """No definitive answer about the charge: each order tries again later."""
     log_many(
         orders,
@@ -165,7 +168,9 @@ def refunded_event(*, order: Order, payment: Payment, actor=None) -> None:
     )
 
 
-def shipment_retry_events(*, orders: list[Order], error: str, retry_in: dict) -> None:
+def shipment_retry_events(
+    *, orders: list[Order], error: str, retry_in: Mapping[int, float]
+) -> None:
     """The warehouse gave no answer: each push is tried again (counted in ship_attempts)."""
     log_many(
         orders,

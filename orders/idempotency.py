@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -110,9 +110,9 @@ def idempotency_claim(*, user, key: str, fingerprint: str) -> Claim | Answer:
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused(details={"idempotency_key": key})
         if existing.state == IdempotencyKeyState.COMPLETED:
-            return Answer(
-                existing.response_status, existing.response_body, existing.response_headers
-            )
+            # A completed key has its response (the table's constraint).
+            status = cast(int, existing.response_status)
+            return Answer(status, existing.response_body, existing.response_headers)
         abandoned = existing.claimed_at < now - timedelta(
             seconds=settings.IDEMPOTENCY_CLAIM_TIMEOUT_SECONDS
         )

@@ -97,7 +97,7 @@ class RefundRefused(DomainError):
     )
 
 
-NOT_CANCELLABLE = {
+NOT_CANCELLABLE: dict[str, str] = {
     S.FULFILLED: "the warehouse has already shipped it.",
     S.FAILED: "it has already failed and holds neither stock nor a charge.",
 }

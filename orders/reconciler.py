@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -100,13 +101,13 @@ def reconcile(*, now: datetime | None = None) -> ReconcileReport:
                 report.cut_short = True
                 break
             Order.objects.filter(pk=order.pk).update(reconciled_at=now)
-            _guarded(report, lambda o=order: _reconcile_order(o, now=now, report=report), order)
+            _guarded(report, partial(_reconcile_order, order, now=now, report=report), order)
         for payment in list(abandoned_payments_due(now=now)):
             if time.monotonic() > deadline:
                 report.cut_short = True
                 break
             payment_checked(payment=payment, now=now)
-            _guarded(report, lambda p=payment: _settle_abandoned(p, report=report), None)
+            _guarded(report, partial(_settle_abandoned, payment, report=report), None)
     except SoftTimeLimitExceeded:
         report.cut_short = True
         logger.warning("reconciler: pass cut short by the time limit: %s", report.as_dict())

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
@@ -205,7 +206,8 @@ class _Lease(threading.Thread):
                 [*until_params, *self.ids, connection.ops.adapt_datetimefield_value(self.until)],
             )
             renewed = cursor.fetchone()
-        return read(renewed[0]) if renewed else self.until
+        # The column was just set, so it reads back as a time.
+        return cast(datetime, read(renewed[0])) if renewed else self.until
 
     def release(self) -> None:
         Order.objects.filter(pk__in=self.ids, claimed_until=self.until).update(claimed_until=None)

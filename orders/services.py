@@ -90,8 +90,9 @@ def order_create(*, customer, items: Sequence[OrderItem]) -> Order:
     # The order is returned as created, lines and products included, so that the caller can
     # answer with it without reading back what it has just written.
     prefetched = order.lines.all()
-    prefetched._result_cache, prefetched._prefetch_done = lines, True
-    order._prefetched_objects_cache = {"lines": prefetched}
+    # (Django's private prefetch state, which the stubs do not declare.)
+    prefetched._result_cache, prefetched._prefetch_done = lines, True  # type: ignore[attr-defined]
+    order._prefetched_objects_cache = {"lines": prefetched}  # type: ignore[attr-defined]
     report_after_commit(order.pk, E.CREATED, f"- -> pending {message}")
     transaction.on_commit(wake_order_workers)
     return order

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import prefetch_related_objects
@@ -73,7 +73,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     # The one way out of an end state, for operators only (orders.interventions.order_retry).
     Transition(E.RETRIED, S.FAILED, S.PENDING),
 )
-_BY_KEY = {(t.event, t.source): t for t in TRANSITIONS}
+_BY_KEY: dict[tuple[OrderEvent, str], Transition] = {(t.event, t.source): t for t in TRANSITIONS}
 # The event each end of a transition tells other systems of (docs/webhooks.md).
 EVENT_TYPES = {
     S.RESERVED: EventType.ORDER_RESERVED,
@@ -184,9 +184,9 @@ def _guarded_update(
         elif isinstance(value, Ahead):
             whens = []
             for order in orders:
-                sql, params = clock.sql(plus=value.retry_in[order.pk])
+                sql, when_params = clock.sql(plus=value.retry_in[order.pk])
                 whens.append(f"WHEN %s THEN {sql}")
-                values += [order.pk, *params]
+                values += [order.pk, *when_params]
             assignments += f", {column} = CASE id {' '.join(whens)} END"
         else:
             assignments += f", {column} = %s"
@@ -217,7 +217,7 @@ def order_transition(
     *,
     orders: Sequence[Order],
     event: OrderEvent,
-    source: OrderStatus,
+    source: str,
     actor=None,
     message: str = "",
     data: dict[str, Any] | None = None,
@@ -267,6 +267,7 @@ def order_transition(
             raise RuntimeError("orders locked for their reservation moved meanwhile")
         if not moved:
             return Moved(short=short)
+        now = cast(datetime, now)  # the UPDATE moved orders, so it returned its time
         if not reserving:
             _stock_change(transition, moved, levels, actor_id)
         if transition.target in (S.FAILED, S.CANCELLED):

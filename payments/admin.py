@@ -4,7 +4,7 @@ from django.utils.html import format_html
 from core.admin import ADMIN_CSS, BadgeTone, ReadOnlyAdminMixin, badge, timestamp_column
 from payments.models import Payment, PaymentStatus
 
-STATUS_TONES = {
+STATUS_TONES: dict[str, str] = {
     PaymentStatus.PENDING: BadgeTone.MUTED,
     PaymentStatus.IN_DOUBT: BadgeTone.WARN,
     PaymentStatus.CAPTURED: BadgeTone.DONE,

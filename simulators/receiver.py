@@ -301,8 +301,8 @@ def received_page(
 
 def received_stats(conn: sqlite3.Connection) -> dict[str, Any]:
     with read_snapshot(conn):
-        by_status = conn.execute("SELECT status, COUNT(*) FROM received GROUP BY status")
-        by_status = {str(status): count for status, count in by_status}
+        status_rows = conn.execute("SELECT status, COUNT(*) FROM received GROUP BY status")
+        by_status = {str(status): count for status, count in status_rows}
         by_outcome = dict(conn.execute("SELECT outcome, COUNT(*) FROM received GROUP BY outcome"))
         webhook_ids = conn.execute("SELECT COUNT(DISTINCT webhook_id) FROM received").fetchone()[0]
         verified = dict(

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, request
 
@@ -327,7 +327,7 @@ def shipments_create(
             try:
                 _, answer = _ship(conn, order_id, lines)
             except ApiError as error:
-                body = {"code": error.code, "message": error.message}
+                body: dict[str, Any] = {"code": error.code, "message": error.message}
                 if error.details:
                     body["details"] = error.details
                 results.append({"order_id": order_id, "status": "refused", "error": body})
@@ -592,7 +592,8 @@ def create_app(
         if None in parsed:
             raise bad_request("each shipment must be an object")
         config, fault = serve_business_request("batch")
-        response = json_response({"results": shipments_create(get_db(), parsed)})
+        shipments = cast(list[tuple[str, list[Line]]], parsed)  # None refused above
+        response = json_response({"results": shipments_create(get_db(), shipments)})
         return shaped(response, fault, config, malformed=malformed_batch)
 
     @app.post("/shipments/<order_id>/cancel")

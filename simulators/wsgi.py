@@ -28,7 +28,9 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from simulators import payments, receiver, warehouse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PAYMENT_ENV = {
+# Each setting: the variable it is read from, and how its value is parsed.
+EnvSettings = dict[str, tuple[str, Callable[[str], Any]]]
+PAYMENT_ENV: EnvSettings = {
     "decline_rate": ("PAYMENT_SIM_DECLINE_RATE", float),
     "error_rate": ("PAYMENT_SIM_ERROR_RATE", float),
     "timeout_rate": ("PAYMENT_SIM_TIMEOUT_RATE", float),
@@ -36,13 +38,13 @@ PAYMENT_ENV = {
     "timeout_delay_ms": ("PAYMENT_SIM_TIMEOUT_DELAY_MS", int),
     "seed": ("PAYMENT_SIM_SEED", int),
 }
-WAREHOUSE_ENV = {
+WAREHOUSE_ENV: EnvSettings = {
     "error_rate": ("WAREHOUSE_SIM_ERROR_RATE", float),
     "latency_ms": ("WAREHOUSE_SIM_LATENCY_MS", int),
     "seed": ("WAREHOUSE_SIM_SEED", int),
     "drift_interval_s": ("WAREHOUSE_SIM_DRIFT_INTERVAL_S", float),
 }
-RECEIVER_ENV = {
+RECEIVER_ENV: EnvSettings = {
     "fail_rate": ("RECEIVER_SIM_FAIL_RATE", float),
     "latency_ms": ("RECEIVER_SIM_LATENCY_MS", int),
     "seed": ("RECEIVER_SIM_SEED", int),
@@ -50,7 +52,7 @@ RECEIVER_ENV = {
 }
 
 
-def defaults_from_env(variables: dict[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
+def defaults_from_env(variables: EnvSettings) -> dict[str, Any]:
     """The behaviour settings present in the environment; absent ones keep the app default."""
     defaults = {}
     for field, (name, parse) in variables.items():

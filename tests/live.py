@@ -10,11 +10,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import requests
 from werkzeug.serving import make_server
 
 from tests.processes import wait_for
+
+if TYPE_CHECKING:
+    from kombu.transport.redis import Channel as RedisChannel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,7 +128,9 @@ class WarehouseSim(SimulatorControl):
     """Test-side handle on the warehouse simulator's control API."""
 
     def set_stock(self, levels: dict[str, int]) -> None:
-        items = [{"sku": sku, "on_hand": on_hand} for sku, on_hand in levels.items()]
+        items: list[dict[str, Any]] = [
+            {"sku": sku, "on_hand": on_hand} for sku, on_hand in levels.items()
+        ]
         self.session.put(
             f"{self.url}/_control/stock", json={"items": items}, timeout=60
         ).raise_for_status()
@@ -171,7 +177,9 @@ class WarehouseSim(SimulatorControl):
     def serve_overrides(self, on_hand: dict[str, object]) -> None:
         """From now on the snapshot serves these values as the SKUs' on_hand (a faulty
         warehouse: negative, too large, not a number)."""
-        items = [{"sku": sku, "on_hand": value} for sku, value in on_hand.items()]
+        items: list[dict[str, Any]] = [
+            {"sku": sku, "on_hand": value} for sku, value in on_hand.items()
+        ]
         self.session.put(
             f"{self.url}/_control/served_overrides", json={"items": items}, timeout=10
         ).raise_for_status()
@@ -197,7 +205,10 @@ class ReceiverSim(SimulatorControl):
         """Every delivery recorded after `after_id` (of one webhook id, if given), oldest
         first, every page: id, hook, headers, body, received_at, status, outcome, verified."""
         records: list[dict] = []
-        params = {"limit": 1000, **({"webhook_id": webhook_id} if webhook_id else {})}
+        params: dict[str, str | int] = {
+            "limit": 1000,
+            **({"webhook_id": webhook_id} if webhook_id else {}),
+        }
         while True:
             if after_id is not None:
                 params["after_id"] = after_id
@@ -292,7 +303,7 @@ def broker_idle() -> bool:
     from orderproj.celery import app
 
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        client = cast("RedisChannel", conn.default_channel).client  # the broker is Redis
         return queue_length() == 0 and client.hlen("unacked") == 0
 
 
@@ -310,7 +321,7 @@ def forget_unacked(task: str) -> int:
     from orderproj.celery import app
 
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        client = cast("RedisChannel", conn.default_channel).client  # the broker is Redis
         dropped = 0
         for tag, raw in client.hgetall("unacked").items():
             message = json.loads(raw)[0]  # kombu keeps [message, exchange, routing key]
@@ -330,7 +341,7 @@ def queued_tasks(queue: str | None = None) -> list[tuple[str, datetime | None]]:
 
     names = [queue] if queue else [q.name for q in app.conf.task_queues]
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        client = cast("RedisChannel", conn.default_channel).client  # the broker is Redis
         headers = [
             json.loads(raw)["headers"] for name in names for raw in client.lrange(name, 0, -1)
         ]
@@ -345,5 +356,5 @@ def queue_length(queue: str | None = None) -> int:
 
     names = [queue] if queue else [q.name for q in app.conf.task_queues]
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
+        client = cast("RedisChannel", conn.default_channel).client  # the broker is Redis
         return sum(client.llen(name) for name in names)

@@ -8,6 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar, cast
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -39,12 +42,12 @@ def processes_with_marker(marker: str) -> dict[int, str]:
 
 
 def wait_for(
-    predicate: Callable[[], object],
+    predicate: Callable[[], T | None],
     *,
     timeout: float,
     interval: float = 0.2,
     message: str = "condition",
-) -> object:
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
@@ -80,7 +83,7 @@ class TcpForwarder:
     def _accept(self) -> None:
         while True:
             try:
-                client, _ = self._server.accept()
+                client, _ = cast(socket.socket, self._server).accept()  # set by open()
             except OSError:  # closed
                 return
             upstream = socket.create_connection(self.target)
@@ -105,7 +108,7 @@ class HungServer:
     wedged process, a network path that drops replies). Requests to it wait out their read
     timeout."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0), backlog=512)
         self.port = self._server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -97,7 +97,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{count} subscription(s) enabled.", messages.SUCCESS)
 
 
-DELIVERY_TONES = {
+DELIVERY_TONES: dict[str, str] = {
     DeliveryStatus.PENDING: BadgeTone.INFO,
     DeliveryStatus.DELIVERED: BadgeTone.DONE,
     DeliveryStatus.FAILED: BadgeTone.BAD,
@@ -107,7 +107,8 @@ DELIVERY_TONES = {
 class AttemptInline(ReadOnlyInline):
     model = Attempt
     fields = ["number", "started_at", "duration_ms", "status_code", "error", "response_excerpt"]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
 
 
 @admin.register(Delivery)
@@ -146,7 +147,8 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "last_error",
         "body",
     ]
-    readonly_fields = fields
+    # django-stubs read `fields` as field groups, which readonly_fields does not take.
+    readonly_fields = fields  # type: ignore[assignment]
     actions = ["redeliver"]
 
     @admin.display(description="Event")

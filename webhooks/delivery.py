@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any, cast
 
 import urllib3
 from django.conf import settings
@@ -248,7 +249,7 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
         )
         # The delivered ones in one statement per status code (most often one); each failed
         # one on its own (its next attempt has its own jitter).
-        delivered: dict[int, list[int]] = defaultdict(list)
+        delivered: dict[int | None, list[int]] = defaultdict(list)
         for outcome in outcomes:
             if outcome.delivered:
                 delivered[outcome.status_code].append(outcome.delivery.pk)
@@ -284,7 +285,7 @@ def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
 def _record_failure(outcome: Outcome, now: datetime) -> None:
     """A failed attempt: retried later, or given up after WEBHOOK_MAX_ATTEMPTS."""
     attempts = outcome.delivery.attempts + 1
-    fields = {
+    fields: dict[str, Any] = {
         "attempts": attempts,
         "last_status_code": outcome.status_code,
         "last_error": outcome.error or outcome.excerpt,
@@ -305,7 +306,8 @@ def _disable_failing(now: datetime) -> None:
         .values_list("pk", "url", "failing_since")
     )
     for pk, url, since in failing:
-        reason = f"Every attempt failed since {since.isoformat()}."
+        # (Filtered on failing_since, so never null.)
+        reason = f"Every attempt failed since {cast(datetime, since).isoformat()}."
         Subscription.objects.filter(pk=pk).update(
             is_active=False, disabled_at=now, disabled_reason=reason
         )

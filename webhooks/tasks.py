@@ -1,5 +1,6 @@
 import logging
 import time
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -38,7 +39,7 @@ def deliver() -> int:
 def purge() -> int:
     """Forget events older than WEBHOOK_RETENTION_DAYS with nothing left to send (their
     deliveries and attempts go with them). Returns how many events."""
-    before = timezone.now() - timezone.timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
+    before = timezone.now() - timedelta(days=settings.WEBHOOK_RETENTION_DAYS)
     deadline = time.monotonic() + settings.WEBHOOK_TIME_BUDGET_SECONDS
     purged = 0
     while time.monotonic() < deadline:  # in chunks, each its own short statement

@@ -4,7 +4,7 @@
 """
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -35,7 +35,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
-    code = _CODE_OVERRIDES.get(type(exc)) or getattr(exc, "default_code", "error")
+    code = _CODE_OVERRIDES.get(type(exc)) or cast(str, getattr(exc, "default_code", "error"))
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         if isinstance(detail, list):
@@ -43,8 +43,9 @@ def _api_exception_body(exc: exceptions.APIException) -> dict[str, Any]:
         return error_body(code, "Invalid input.", detail)
     message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else str(exc)
     details: dict[str, Any] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after_seconds"] = int(exc.wait)
+    # (The stubs leave out Throttled.wait, which its __init__ sets.)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:  # type: ignore[attr-defined]
+        details["retry_after_seconds"] = int(exc.wait)  # type: ignore[attr-defined]
     return error_body(code, message, details)
 
 
@@ -73,10 +74,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     if isinstance(exc, exceptions.APIException):
         headers = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        if auth_header := getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = auth_header
+        if wait := getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(wait))
         set_rollback()
         return Response(_api_exception_body(exc), status=exc.status_code, headers=headers)
 

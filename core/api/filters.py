@@ -4,7 +4,7 @@ from datetime import UTC
 
 from django import forms
 from django_filters import rest_framework as filters
-from django_filters.fields import IsoDateTimeField
+from django_filters.fields import IsoDateTimeField, ModelMultipleChoiceField
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 
@@ -43,7 +43,7 @@ def past_int64(value) -> bool:
     return not INT64_MIN <= number <= INT64_MAX
 
 
-class Int64ModelMultipleChoiceField(filters.ModelMultipleChoiceFilter.field_class):
+class Int64ModelMultipleChoiceField(ModelMultipleChoiceField):
     """Ids outside the 64-bit range are invalid choices (a 400, like an unknown id)."""
 
     def _check_values(self, value):
@@ -64,7 +64,8 @@ class Int64ModelMultipleChoiceFilter(filters.ModelMultipleChoiceFilter):
 class IdFilter(filters.NumberFilter):
     """A whole number within the ids' range (1 to 2**63 - 1); anything else is a 400."""
 
-    field_class = forms.IntegerField
+    # The stubs narrow NumberFilter's field to DecimalField; any number field is accepted.
+    field_class = forms.IntegerField  # type: ignore[assignment]
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("min_value", 1)

@@ -1,5 +1,6 @@
 import re
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -97,7 +98,7 @@ def test_the_stock_levels_list_offers_no_action_that_writes(admin_client):
 
 
 def sync_runs_columns(page: str) -> list[str]:
-    head = re.search(r"<thead>.*?</thead>", page, re.S).group(0)
+    head = cast(re.Match[str], re.search(r"<thead>.*?</thead>", page, re.S)).group(0)
     return re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', head)
 
 

@@ -2,6 +2,7 @@
 a worker does (a batch of the orders given), and read back what an operator would see."""
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.utils import timezone
 
@@ -47,7 +48,7 @@ def run_to_completion(order_id: int, *others: int, max_calls: int = 20) -> list[
     for _ in range(max_calls):
         steps = advance(*waiting)
         if not steps[order_id].done and order_id in waiting:
-            delays.append(steps[order_id].retry_in)
+            delays.append(cast(float, steps[order_id].retry_in))  # a wait says how long
         waiting = [pk for pk in waiting if not steps[pk].done]
         if not waiting:
             return delays

@@ -40,7 +40,7 @@ def code_modules() -> list[Path]:
     ]
 
 
-def member(node: ast.expr, enums: set[str]) -> str | None:
+def member(node: ast.expr | None, enums: set[str]) -> str | None:
     """`E.X` / `OrderEvent.X` (or S / OrderStatus): the member's name."""
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
         return node.attr if node.value.id in enums else None

@@ -111,7 +111,8 @@ class Stack:
         # Our queues (settings.CELERY_TASK_QUEUES), so that purge() empties every one of them.
         self.control = Celery(set_as_current=False)
         self.control.config_from_object("django.conf:settings", namespace="CELERY")
-        self.control.conf.broker_url = broker.url
+        # Settings keeps what is set on it (its __setattr__); the stubs see a read-only property.
+        self.control.conf.broker_url = broker.url  # type: ignore[misc]
 
     def start_worker(self, concurrency: int = 4) -> WorkerProcess:
         n = len(self.workers)

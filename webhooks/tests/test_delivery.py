@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,7 +45,7 @@ ORDER_EVENTS = [
 ]
 
 
-def documented_verify():
+def documented_verify() -> Callable[..., bool]:
     """The `verify` of docs/webhooks.md, exactly as a receiver would copy it."""
     (code,) = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
     namespace: dict = {}
