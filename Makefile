@@ -56,10 +56,11 @@ explore: venv-dev
 	EXPLORE_SEEDS=$(or $(SEEDS),100) EXPLORE_FIRST=$(or $(FIRST),0) EXPLORE_SEED=$(SEED) \
 	$(MAKE) test-postgres PYTEST_ARGS="tests/explore -rf $(PYTEST_ARGS)"
 
-## lint: ruff and the migrations check
+## lint: ruff, mypy and the migrations check
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 ## bench-sync: a full warehouse sync of 100,000 SKUs against PostgreSQL (target: <= 30 s)
