@@ -8,10 +8,16 @@ earlier request may have captured although its answer was lost), and, once a loo
 charge, the charge request again. The answers are recorded as they come back, a group at a
 time (payments_record: a few statements per group whatever its size), and each group is
 handed back at once: an order whose answer came does not wait for the slowest.
+
+A group is the first answer and those that keep coming after it: it ends at a pause of
+GROUP_GAP_SECONDS with no answer (the rest are slower: a hung or slow provider) or after
+GROUP_MAX_SECONDS. A batch larger than PAYMENT_BATCH_CONCURRENCY goes out in waves, one
+after another, and is still one group, its orders confirmed and pushed together.
 """
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -34,10 +40,10 @@ from payments.services import (
 )
 
 S = PaymentStatus
-# The answers that come back within this window are recorded together, a group: a batch
-# answered at once is one group (a few statements whatever its size), and an answer that
-# takes longer (a slow or hung provider) does not hold back the others by more than this.
-GROUP_WINDOW_SECONDS = 0.25
+# The answers recorded together: the first, and those that follow it with no pause longer
+# than the gap, for no longer than the maximum (see the module's docstring).
+GROUP_GAP_SECONDS = 0.25
+GROUP_MAX_SECONDS = 1.0
 
 
 @dataclass
@@ -108,10 +114,7 @@ def payments_try(*, first: Sequence[Payment], again: Sequence[Payment]) -> Itera
     for payment in again:
         send("lookup", _lookup, payment)
     while pending:
-        done, _ = wait(pending, timeout=GROUP_WINDOW_SECONDS)
-        if not done:  # nothing within the window: the first to come, and those with it
-            wait(pending, return_when=FIRST_COMPLETED)
-            done = {future for future in pending if future.done()}
+        done = _next_group(pending)
         answers = [_answer(*pending.pop(future), future) for future in done]
         recorded = payments_record(answers)
         not_found = [
@@ -125,6 +128,24 @@ def payments_try(*, first: Sequence[Payment], again: Sequence[Payment]) -> Itera
         for payment in resent:
             send("charge", _charge, payment)
         yield [_tried(a, recorded.refused) for a in answers if a.payment not in resent]
+
+
+def _next_group(pending: dict[Future, tuple[str, Payment, int]]) -> set[Future]:
+    """The next group of answers: waits for the first, then for more as long as they keep
+    coming (no GROUP_GAP_SECONDS without one, GROUP_MAX_SECONDS in all)."""
+    wait(pending, return_when=FIRST_COMPLETED)  # (every request has its deadline)
+    ends = time.monotonic() + GROUP_MAX_SECONDS
+    done = {future for future in pending if future.done()}
+    while len(done) < len(pending):
+        left = ends - time.monotonic()
+        if left <= 0:
+            break
+        rest = [future for future in pending if future not in done]
+        came, _ = wait(rest, timeout=min(GROUP_GAP_SECONDS, left))  # all, or the time
+        if not came:
+            break  # a pause: the rest are slower
+        done |= came
+    return done
 
 
 def _tried(answer: Answer, refused: dict[int, str]) -> Tried:
