@@ -2,8 +2,9 @@
 
 Every delivery is recorded as it arrives, with the status it is answered; when a secret is
 configured its Standard Webhooks signature is checked and the result recorded (refused with
-401 only if the config says so). The answer is decided per delivery, in this order: the next
-scripted outcome, `always_fail`, a seeded draw against `fail_rate`, success.
+401 only if the config says so). The answer is decided per delivery, in this order: the
+outcome pinned for its hook (`PUT /_control/hooks/<name>`: one receiver of several misbehaving),
+the next scripted outcome, `always_fail`, a seeded draw against `fail_rate`, success.
 """
 
 import base64
@@ -185,6 +186,11 @@ CREATE TABLE IF NOT EXISTS draws (
     draws INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO draws (id, generation, draws) VALUES (1, 0, 0);
+-- An outcome every delivery to one hook gets, whatever the script and the config say.
+CREATE TABLE IF NOT EXISTS hook_outcomes (
+    hook TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL
+);
 """
 
 
@@ -210,8 +216,14 @@ def draw(conn: sqlite3.Connection, seed: int, generation: int) -> float:
     return random.Random(f"{seed}:{n}").random()
 
 
-def next_outcome(conn: sqlite3.Connection, config: dict[str, Any], generation: int) -> str:
-    """The head of the script (consumed), else always_fail, else the seeded draw."""
+def next_outcome(
+    conn: sqlite3.Connection, config: dict[str, Any], generation: int, hook: str
+) -> str:
+    """The hook's pinned outcome, else the head of the script (consumed), else always_fail,
+    else the seeded draw."""
+    pinned = conn.execute("SELECT outcome FROM hook_outcomes WHERE hook = ?", (hook,)).fetchone()
+    if pinned is not None:
+        return pinned[0]
     row = conn.execute("SELECT position, outcome FROM script ORDER BY position LIMIT 1").fetchone()
     if row is not None:
         conn.execute("DELETE FROM script WHERE position = ?", (row[0],))
@@ -245,7 +257,7 @@ def delivery_receive(
         if verified is False and config["reject_unverified"]:
             answer = Answer("rejected", 401, 0)
         else:
-            answer = answer_for(next_outcome(conn, config, generation), config)
+            answer = answer_for(next_outcome(conn, config, generation, hook), config)
         conn.execute(
             "INSERT INTO received (hook, webhook_id, headers, body, received_at, status,"
             " outcome, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -382,6 +394,29 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
             pending = [o for (o,) in conn.execute("SELECT outcome FROM script ORDER BY position")]
         return json_response({"pending": pending})
 
+    @app.route("/_control/hooks/<name>", methods=["PUT", "POST"])
+    def pin_outcome(name: str) -> Response:
+        """{"outcome": "hang"}: every delivery to hook `name` gets that answer from now on
+        (one of the SCRIPTABLE_OUTCOMES; null: decided as for any hook again)."""
+        if not HOOK_NAME.fullmatch(name):
+            raise bad_request("the hook name must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+        data = json_body()
+        reject_unknown_fields(data, {"outcome"})
+        outcome = data.get("outcome")
+        if outcome is not None and outcome not in SCRIPTABLE_OUTCOMES:
+            raise bad_request(f"outcome must be null or one of {', '.join(SCRIPTABLE_OUTCOMES)}")
+        conn = get_db()
+        with write_transaction(conn):
+            if outcome is None:
+                conn.execute("DELETE FROM hook_outcomes WHERE hook = ?", (name,))
+            else:
+                conn.execute(
+                    "INSERT INTO hook_outcomes (hook, outcome) VALUES (?, ?)"
+                    " ON CONFLICT (hook) DO UPDATE SET outcome = excluded.outcome",
+                    (name, outcome),
+                )
+        return json_response({"hook": name, "outcome": outcome})
+
     @app.get("/_control/received")
     def list_received() -> Response:
         """?after_id=N&limit=M&webhook_id=X: deliveries oldest first; `next_after_id` is the
@@ -399,12 +434,14 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
 
     @app.post("/_control/reset")
     def reset() -> Response:
-        """Forget every delivery and the script, restore the default config. Record ids keep
-        growing (AUTOINCREMENT), so an after_id from before a reset never hides a record."""
+        """Forget every delivery, the script and the pinned outcomes, restore the default
+        config. Record ids keep growing (AUTOINCREMENT), so an after_id from before a reset
+        never hides a record."""
         conn = get_db()
         with write_transaction(conn):
             conn.execute("DELETE FROM received")
             conn.execute("DELETE FROM script")
+            conn.execute("DELETE FROM hook_outcomes")
             restored = reset_config(conn)
         return json_response({"config": restored})
 

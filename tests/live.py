@@ -201,6 +201,14 @@ class ReceiverSim(SimulatorControl):
         body = {"outcomes": list(outcomes)}
         self.session.post(f"{self.url}/_control/script", json=body, timeout=5).raise_for_status()
 
+    def pin(self, name: str, outcome: str | None) -> None:
+        """Every delivery to hook `name` gets `outcome` (as in `script`) from now on; None:
+        decided as for any hook again."""
+        body = {"outcome": outcome}
+        self.session.put(
+            f"{self.url}/_control/hooks/{name}", json=body, timeout=5
+        ).raise_for_status()
+
     def received(self, after_id: int | None = None, webhook_id: str | None = None) -> list[dict]:
         """Every delivery recorded after `after_id` (of one webhook id, if given), oldest
         first, every page: id, hook, headers, body, received_at, status, outcome, verified."""

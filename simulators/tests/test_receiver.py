@@ -131,6 +131,32 @@ def test_scripted_outcomes_answer_the_next_deliveries_in_order(http, receiver_ur
     assert stats["script_pending"] == 0
 
 
+def test_an_outcome_pinned_for_one_hook_answers_it_alone_until_unpinned(http, receiver_url):
+    # given: one receiver of two failing, whatever the script says
+    script(http, receiver_url, "ok", "ok")
+    pinned = http.put(f"{receiver_url}/_control/hooks/bad", json={"outcome": "fail"})
+    assert pinned.status_code == 200, pinned.text
+
+    # when
+    statuses = [deliver(http, receiver_url, hook=hook).status_code for hook in ("bad", "good")]
+    statuses.append(deliver(http, receiver_url, hook="bad").status_code)
+    http.put(f"{receiver_url}/_control/hooks/bad", json={"outcome": None})
+    statuses.append(deliver(http, receiver_url, hook="bad").status_code)
+
+    # then: the script went to the other hook and, once unpinned, to the bad one again
+    assert statuses == [500, 200, 500, 200]
+    records = received(http, receiver_url)
+    assert [(r["hook"], r["outcome"]) for r in records] == [
+        ("bad", "fail"),
+        ("good", "ok"),
+        ("bad", "fail"),
+        ("bad", "ok"),
+    ]
+    http.put(f"{receiver_url}/_control/hooks/bad", json={"outcome": "hang"})
+    http.post(f"{receiver_url}/_control/reset")
+    assert deliver(http, receiver_url, hook="bad").status_code == 200  # reset unpins
+
+
 def test_a_failure_answers_the_json_error_shape_with_fail_status(http, receiver_url):
     script(http, receiver_url, "fail")
 
@@ -352,6 +378,9 @@ def test_config_is_set_by_put_or_post_and_read_back(http, receiver_url):
         ("get", "/_control/received?after_id=-1", None),
         ("get", "/_control/received?limit=0", None),
         ("get", "/_control/received?limit=100000", None),
+        ("put", "/_control/hooks/bad", {"outcome": "explode"}),
+        ("put", "/_control/hooks/bad", {"outcome": "hang", "for": 3}),
+        ("put", "/_control/hooks/a.b", {"outcome": "hang"}),
         ("post", "/hooks/a.b", None),
         ("post", f"/hooks/{'x' * 65}", None),
     ],
