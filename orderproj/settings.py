@@ -451,6 +451,8 @@ WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=5.0)
 # Deliveries claimed and sent per round, and how many requests are in flight at once.
 WEBHOOK_BATCH_SIZE = env.int("WEBHOOK_BATCH_SIZE", default=100)
 WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=8)
+# Of those, how many may go to one subscription at once: a slow receiver has its share only.
+WEBHOOK_SUBSCRIPTION_CONCURRENCY = env.int("WEBHOOK_SUBSCRIPTION_CONCURRENCY", default=4)
 # A worker's claim on the deliveries it sends: one that dies leaves them for this long.
 WEBHOOK_CLAIM_SECONDS = env.int("WEBHOOK_CLAIM_SECONDS", default=60)
 WEBHOOK_TIME_BUDGET_SECONDS = env.float("WEBHOOK_TIME_BUDGET_SECONDS", default=20.0)

@@ -1,6 +1,14 @@
 """Delivering the outbox: events become deliveries (one per subscription wanting them), due
-deliveries are claimed a batch at a time, sent at once in parallel, and every attempt is
-recorded with what came of it.
+deliveries are claimed a batch at a time and sent in parallel, and every attempt is recorded
+with what came of it.
+
+A worker keeps its senders busy: what it claimed is sent WEBHOOK_CONCURRENCY at a time, at
+most WEBHOOK_SUBSCRIPTION_CONCURRENCY of them to one subscription, so a slow receiver uses its
+own share of the senders, not everyone's; outcomes are recorded as they come back and more is
+claimed as the senders free up, so no delivery waits for the slowest send of its claim. Every
+request is cut at its deadline (WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_READ_TIMEOUT, connecting,
+sending and every byte of the answer) by closing its socket: a receiver that drips its answer
+is a timeout like one that never answers.
 
 A delivery answered 2xx is done. Any other answer, a timeout or a refused connection is
 tried again after WEBHOOK_RETRY_BASE_SECONDS, doubling (with jitter), up to
@@ -14,17 +22,22 @@ an event may be delivered twice (receivers drop repeats by its id), never lost. 
 events is not guaranteed, even for one order: each carries its time and the order's status.
 """
 
+import contextlib
 import logging
 import random
+import socket
+import threading
 import time
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
 import urllib3
+import urllib3.connection
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
@@ -92,22 +105,43 @@ def events_dispatch(*, limit: int) -> int:
     return len(events)
 
 
-def deliveries_claim(*, limit: int, seconds: float) -> list[Delivery]:
+def deliveries_claim(
+    *, limit: int, seconds: float, held: Mapping[int, int] | None = None
+) -> list[Delivery]:
     """Up to `limit` due deliveries of active subscriptions, the longest due first, theirs
-    for `seconds` (no other worker takes them meanwhile), with their events' bodies."""
+    for `seconds` (no other worker takes them meanwhile), with their events' bodies. No
+    subscription gets more than `subscription_claim_limit()`, counting the `held` ones
+    (claimed before and not yet recorded, by subscription id): a backlog for a receiver that
+    times out would otherwise fill every claim, and the other subscriptions wait behind it."""
     now = db_now()
     until = now + timedelta(seconds=seconds)
+    room: defaultdict[int, int] = defaultdict(subscription_claim_limit)
+    for subscription_id, count in (held or {}).items():
+        room[subscription_id] -= count
     with transaction.atomic():
-        due = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
-            .filter(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at__lte=now,
-                subscription__is_active=True,
+        due: list[Delivery] = []
+        while len(due) < limit:
+            full = [pk for pk, left in room.items() if left <= 0]
+            rows = list(
+                Delivery.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
+                .filter(
+                    status=DeliveryStatus.PENDING,
+                    next_attempt_at__lte=now,
+                    subscription__is_active=True,
+                )
+                .exclude(subscription_id__in=full)
+                .exclude(pk__in=[d.pk for d in due])
+                .select_related("event", "subscription")
+                .order_by("next_attempt_at", "id")[: limit - len(due)]
             )
-            .select_related("event", "subscription")
-            .order_by("next_attempt_at", "id")[:limit]
-        )
+            wanted, taken = limit - len(due), 0
+            for delivery in rows:
+                if room[delivery.subscription_id] > 0:
+                    room[delivery.subscription_id] -= 1
+                    due.append(delivery)
+                    taken += 1
+            if len(rows) < wanted or taken == len(rows):
+                break  # nothing more is due, or none was held back: another look finds none
         if not due:
             return []
         Delivery.objects.filter(pk__in=[d.pk for d in due]).update(next_attempt_at=until)
@@ -127,22 +161,108 @@ def deliveries_claim(*, limit: int, seconds: float) -> list[Delivery]:
     return due
 
 
+class Send:
+    """One attempt in flight: its delivery, when it started, its deadline, and the socket it
+    went out on, shut when the deadline passes first (`cut`): a read timeout only bounds the
+    wait for the next byte, and a receiver dripping its answer would hold the sender for as
+    long as it liked. (The socket, not its connection: http.client lets go of a connection's
+    socket once an answer that closes it has begun, and reads the body from it still.)"""
+
+    def __init__(self, delivery: Delivery):
+        self.delivery = delivery
+        self.started_at = timezone.now()
+        self.clock = time.monotonic()
+        self.seconds = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
+        self.deadline = self.clock + self.seconds
+        self.was_cut = False
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """The request goes out on `sock` (None: a socket about to be opened, attached once
+        connected)."""
+        with self._lock:
+            if self.was_cut:
+                raise TimeoutError("cut before it was sent")
+            self._socket = sock
+
+    def finish(self) -> bool:
+        """The request is over: from here on `cut` touches nothing (its connection may go
+        back to the pool, to another send). True if it was cut."""
+        with self._lock:
+            self._socket = None
+            return self.was_cut
+
+    def cut(self) -> None:
+        """Past its deadline: shut its socket, which ends any wait on it at once (again and
+        again is harmless: a socket being opened is shut by the next call)."""
+        with self._lock:
+            self.was_cut = True
+            sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed already
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def timed_out(self) -> Outcome:
+        error = f"TimeoutError: no whole answer within {self.seconds:g} s"
+        return Outcome(self.delivery, self.started_at, _ms_since(self.clock), error=error)
+
+
+_sending = threading.local()  # the Send this thread is making
+
+
+class _Watched:
+    """A connection that tells the Send it is made for which socket to shut: the one it has
+    (kept alive), or the one it opens."""
+
+    sock: socket.socket | None
+
+    def request(self, *args, **kwargs):
+        send = getattr(_sending, "send", None)
+        if send is not None:
+            send.attach(self.sock)
+        return super().request(*args, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        send = getattr(_sending, "send", None)
+        if send is not None:
+            send.attach(self.sock)
+
+
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
 @lru_cache(maxsize=1)
 def _pool() -> urllib3.PoolManager:
     """Kept-alive connections to the receivers, per worker process. urllib3 directly, not
     requests: a request through requests costs several times the CPU, which a worker sending
     hundreds a second feels. No proxy from the environment, no retries, no redirects."""
-    return urllib3.PoolManager(num_pools=64, maxsize=settings.WEBHOOK_CONCURRENCY, retries=False)
+    manager = urllib3.PoolManager(num_pools=64, maxsize=settings.WEBHOOK_CONCURRENCY, retries=False)
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager
 
 
-def _send(delivery: Delivery) -> Outcome:
+def _send(send: Send) -> Outcome:
     """One attempt, whatever happens: any failure, to sign as to send, is an outcome, so one
-    bad delivery never costs the others of its round their record. The whole request,
-    answer included, takes at most the two timeouts; at most EXCERPT*4 bytes of the answer
+    bad delivery never costs the others their record. At most EXCERPT*4 bytes of the answer
     are read (a connection left with more unread is closed, not reused)."""
+    delivery = send.delivery
     event, subscription = delivery.event, delivery.subscription
-    started, clock = timezone.now(), time.monotonic()
-    checkpoint("webhooks.sending", delivery_id=delivery.pk)
+    _sending.send = send
     response = None
     try:
         headers = {
@@ -167,17 +287,26 @@ def _send(delivery: Delivery) -> Outcome:
         )
         head = response.read(EXCERPT * 4, decode_content=False)
     except Exception as exc:  # any failure at all is this attempt's error
+        cut = send.finish()
         if response is not None:
             response.close()
-        return Outcome(delivery, started, _ms_since(clock), error=f"{type(exc).__name__}: {exc}")
+        if cut:
+            return send.timed_out()
+        error = f"{type(exc).__name__}: {exc}"
+        return Outcome(delivery, send.started_at, _ms_since(send.clock), error=error)
+    finally:
+        _sending.send = None
+    if send.finish():  # what was read may be cut short: no answer
+        response.close()
+        return send.timed_out()
     if response.length_remaining:  # more than we read: not worth reading, nor reusing
         response.close()
     else:
         response.release_conn()
     return Outcome(
         delivery,
-        started,
-        _ms_since(clock),
+        send.started_at,
+        _ms_since(send.clock),
         status_code=response.status,
         excerpt=head.decode(errors="replace")[:EXCERPT],
     )
@@ -194,17 +323,140 @@ def retry_delay(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
+def subscription_claim_limit() -> int:
+    """How many deliveries of one subscription a worker holds at once: as many as its share
+    of the senders can send within the claim if every one times out."""
+    return settings.WEBHOOK_SUBSCRIPTION_CONCURRENCY * _waves()
+
+
+@dataclass
+class _Claimed:
+    delivery: Delivery
+    seconds: float  # the claim's length
+    lapses: float  # (time.monotonic()) when it runs out
+
+
+@dataclass
+class Flight:
+    """What a worker claimed and has not recorded yet: sent WEBHOOK_CONCURRENCY at a time, at
+    most WEBHOOK_SUBSCRIPTION_CONCURRENCY to one subscription (the rest wait in its queue),
+    each cut at its deadline. `take()` hands over what came back. A delivery that waited in
+    its queue until its claim would run out before its request's deadline is not sent but
+    handed back (`released`): another worker may hold it by then."""
+
+    pool: ThreadPoolExecutor
+    queued: dict[int, deque[_Claimed]] = field(default_factory=lambda: defaultdict(deque))
+    running: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    held: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    sends: set[Send] = field(default_factory=set)
+    done: list[Outcome] = field(default_factory=list)
+    released: list[Delivery] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def __len__(self) -> int:
+        with self.changed:
+            return sum(self.held.values())
+
+    def add(self, deliveries: Iterable[Delivery], *, seconds: float) -> None:
+        """Deliveries claimed just now, for `seconds`."""
+        lapses = time.monotonic() + seconds
+        with self.changed:
+            for delivery in deliveries:
+                claimed = _Claimed(delivery, seconds, lapses)
+                self.queued[delivery.subscription_id].append(claimed)
+                self.held[delivery.subscription_id] += 1
+            self._start()
+
+    def _start(self) -> None:
+        """(Holding the lock.) Start what each subscription's share of the senders allows."""
+        per_request = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
+        for subscription_id, queue in self.queued.items():
+            while (
+                queue and self.running[subscription_id] < settings.WEBHOOK_SUBSCRIPTION_CONCURRENCY
+            ):
+                claimed = queue.popleft()
+                # (A claim shorter than one request, which docs/settings.md warns against,
+                # sends each at once: none could ever be sent otherwise.)
+                late = time.monotonic() + per_request >= claimed.lapses
+                if late and claimed.seconds > per_request:
+                    self.released.append(claimed.delivery)
+                    self.changed.notify_all()
+                    continue
+                self.running[subscription_id] += 1
+                future = self.pool.submit(self._run, claimed.delivery)
+                future.add_done_callback(self._finished)
+
+    def _run(self, delivery: Delivery) -> Outcome:
+        send = Send(delivery)
+        with self.changed:
+            self.sends.add(send)
+            self.changed.notify_all()  # a new deadline to watch
+        try:
+            return _send(send)
+        finally:
+            with self.changed:
+                self.sends.discard(send)
+
+    def _finished(self, future: Future) -> None:
+        outcome = future.result()  # (_send turns every failure into an outcome)
+        with self.changed:
+            self.running[outcome.delivery.subscription_id] -= 1
+            self.done.append(outcome)
+            self._start()
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        """The worker stops (its task cut short): the queued ones are left to their claims
+        running out, as a dead worker's, and the running ones are cut."""
+        with self.changed:
+            self.queued.clear()
+            for send in self.sends:
+                send.cut()
+
+    def take(self, *, linger: float) -> tuple[list[Outcome], list[Delivery]]:
+        """What came back (and what was handed back): waits for the first, cutting the sends
+        past their deadline meanwhile, then up to `linger` seconds more while sends are still
+        running, so outcomes are recorded a group at a time."""
+        with self.changed:
+            first: float | None = None
+            while True:
+                now = time.monotonic()
+                for send in self.sends:
+                    if send.deadline <= now:
+                        send.cut()
+                if (self.done or self.released) and first is None:
+                    first = now
+                running = sum(self.running.values())
+                if first is not None and (now - first >= linger or not running):
+                    break
+                if not running and not any(self.queued.values()):
+                    break
+                deadlines = [s.deadline for s in self.sends]
+                wake = min([*deadlines, now + 1.0]) if first is None else first + linger
+                self.changed.wait(timeout=max(wake - now, 0.001))
+            done, released = self.done, self.released
+            self.done, self.released = [], []
+            for item in [*(o.delivery for o in done), *released]:
+                self.held[item.subscription_id] -= 1
+            return done, released
+
+
 def deliveries_send(deliveries: list[Delivery]) -> list[Outcome]:
-    """Send each (in parallel, WEBHOOK_CONCURRENCY at a time); never inside a transaction."""
+    """Send each (in parallel, WEBHOOK_CONCURRENCY at a time, WEBHOOK_SUBSCRIPTION_CONCURRENCY
+    to one subscription), each cut at its deadline; never inside a transaction."""
     if not deliveries:
         return []
     if in_transaction():  # here, in the caller's thread: the pool's threads have their own
         raise CallInsideTransaction("webhooks are sent after the transaction commits")
-    workers = min(settings.WEBHOOK_CONCURRENCY, len(deliveries))
-    if workers == 1:
-        return [_send(d) for d in deliveries]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_send, deliveries))
+    outcomes: list[Outcome] = []
+    with ThreadPoolExecutor(max_workers=settings.WEBHOOK_CONCURRENCY) as pool:
+        flight = Flight(pool)
+        flight.add(deliveries, seconds=float("inf"))
+        while len(flight):
+            done, _ = flight.take(linger=0.0)
+            outcomes += done
+    order = {d.pk: i for i, d in enumerate(deliveries)}
+    return sorted(outcomes, key=lambda o: order[o.delivery.pk])
 
 
 def outcomes_record(outcomes: list[Outcome]) -> BatchResult:
@@ -326,18 +578,82 @@ def claim_limit() -> int:
     receivers that all time out, the claims would run out before their outcomes are
     recorded, and another worker's round would send them again, with no attempt ever
     counted and no end to the retries."""
+    return max(min(settings.WEBHOOK_BATCH_SIZE, _waves() * settings.WEBHOOK_CONCURRENCY), 1)
+
+
+def _waves() -> int:
+    """How many requests one sender can make, one after another, within 80 % of a claim if
+    every one takes its whole deadline."""
     per_request = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
-    waves = max(int(settings.WEBHOOK_CLAIM_SECONDS * 0.8 // per_request), 1)
-    return max(min(settings.WEBHOOK_BATCH_SIZE, waves * settings.WEBHOOK_CONCURRENCY), 1)
+    return max(int(settings.WEBHOOK_CLAIM_SECONDS * 0.8 // per_request), 1)
+
+
+# Outcomes coming back within this long of the first are recorded with it, in one transaction.
+RECORD_LINGER_SECONDS = 0.05
+
+
+def deliveries_deliver(*, budget: float) -> BatchResult:
+    """Deliver what is due until nothing is, or for `budget` seconds (then what is in flight
+    is finished and recorded; a budget of 0 is one claim): dispatch new events, claim due
+    deliveries (more as the senders free up), send them, and record the outcomes a group at
+    a time as they come back."""
+    result = BatchResult()
+    until = time.monotonic() + budget
+    seconds = settings.WEBHOOK_CLAIM_SECONDS
+    with ThreadPoolExecutor(max_workers=settings.WEBHOOK_CONCURRENCY) as pool:
+        flight = Flight(pool)
+        try:
+            _deliver(flight, result, until=until, seconds=seconds)
+        finally:
+            flight.close()
+    return result
+
+
+def _deliver(flight: Flight, result: BatchResult, *, until: float, seconds: float) -> None:
+    """deliveries_deliver's loop: claim while there is budget left and the senders are
+    half idle, hand each group of outcomes to outcomes_record as it comes back."""
+    first = True
+    while True:
+        held = len(flight)
+        if first or (time.monotonic() < until and held <= claim_limit() // 2):
+            first = False
+            dispatched = events_dispatch(limit=settings.WEBHOOK_BATCH_SIZE)
+            result.dispatched += dispatched
+            claimed = deliveries_claim(
+                limit=claim_limit() - held, seconds=seconds, held=dict(flight.held)
+            )
+            if claimed:
+                checkpoint("webhooks.sending", delivery_ids=[d.pk for d in claimed])
+                flight.add(claimed, seconds=seconds)
+            elif not held:
+                if dispatched and time.monotonic() < until:
+                    continue  # events dispatched just now: the next claim takes theirs
+                return
+        elif not held:
+            return
+        done, released = flight.take(linger=RECORD_LINGER_SECONDS)
+        if done:
+            checkpoint("webhooks.answered", delivery_ids=[o.delivery.pk for o in done])
+            recorded = outcomes_record(done)
+            result.sent += recorded.sent
+            result.delivered += recorded.delivered
+        if released:
+            deliveries_release(released)
 
 
 def deliver_batch() -> BatchResult:
     """One round: dispatch new events, claim due deliveries, send them, record the outcomes."""
-    dispatched = events_dispatch(limit=settings.WEBHOOK_BATCH_SIZE)
-    claimed = deliveries_claim(limit=claim_limit(), seconds=settings.WEBHOOK_CLAIM_SECONDS)
-    result = outcomes_record(deliveries_send(claimed)) if claimed else BatchResult()
-    result.dispatched = dispatched
-    return result
+    return deliveries_deliver(budget=0.0)
+
+
+def deliveries_release(deliveries: list[Delivery]) -> int:
+    """Claimed deliveries handed back unsent: due again now, if still this worker's."""
+    held = Q()
+    for delivery in deliveries:
+        held |= Q(pk=delivery.pk, next_attempt_at=delivery.next_attempt_at)
+    return Delivery.objects.filter(held, status=DeliveryStatus.PENDING).update(
+        next_attempt_at=db_now()
+    )
 
 
 def next_due_in() -> float | None:

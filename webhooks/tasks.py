@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.tasks import DATABASE_ERRORS
-from webhooks.delivery import deliver_batch, next_due_in
+from webhooks.delivery import deliveries_deliver, next_due_in
 from webhooks.dispatch import DELIVER, PURGE, wake_taken, wake_webhook_workers_in
 from webhooks.models import Event
 
@@ -16,23 +16,17 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name=DELIVER, **DATABASE_ERRORS)
 def deliver() -> int:
-    """Deliver what is due, a batch at a time, until nothing is or
-    WEBHOOK_TIME_BUDGET_SECONDS have passed; then wake a worker for the soonest retry.
-    Published after every commit that wrote events (debounced), for each retry due, and by
-    beat every WEBHOOK_SWEEP_SECONDS (which takes up what a dead worker left). Returns how
-    many requests it sent."""
+    """Deliver what is due until nothing is or WEBHOOK_TIME_BUDGET_SECONDS have passed (what
+    is in flight then is finished, each request within its deadline); then wake a worker
+    for the soonest retry. Published after every commit that wrote events (debounced), for
+    each retry due, and by beat every WEBHOOK_SWEEP_SECONDS (which takes up what a dead
+    worker left). Returns how many requests it sent."""
     wake_taken()
-    deadline = time.monotonic() + settings.WEBHOOK_TIME_BUDGET_SECONDS
-    sent = 0
-    while True:
-        result = deliver_batch()
-        sent += result.sent
-        if not (result.sent or result.dispatched) or time.monotonic() >= deadline:
-            break
+    result = deliveries_deliver(budget=settings.WEBHOOK_TIME_BUDGET_SECONDS)
     due_in = next_due_in()
     if due_in is not None:
         wake_webhook_workers_in(due_in)
-    return sent
+    return result.sent
 
 
 @shared_task(name=PURGE, **DATABASE_ERRORS)

@@ -93,6 +93,7 @@ CHECKPOINTS = [
     "reconciler.order",
     "sync.page",
     "webhooks.sending",
+    "webhooks.answered",
 ]
 SWITCH_CHANCE = 0.3
 KILL_CHANCE = 0.05

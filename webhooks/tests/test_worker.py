@@ -40,11 +40,13 @@ def test_a_worker_killed_mid_delivery_leaves_every_event_to_the_next_one(
 
     # when: a worker takes them up (beat's sweep), and is SIGKILLed while it waits
     first = WorkerProcess(env, name="hooks-first", log_path=tmp_path / "first.log")
-    first.wait_ready()
-    app.send_task(DELIVER)
-    wait_for(lambda: receiver_sim.received(), timeout=30, message="a delivery in flight")
-    os.killpg(first.proc.pid, signal.SIGKILL)
-    first.proc.wait(timeout=10)
+    try:
+        first.wait_ready()
+        app.send_task(DELIVER)
+        wait_for(lambda: receiver_sim.received(), timeout=30, message="a delivery in flight")
+    finally:  # (killed whatever happened: a worker left running takes later tests' events)
+        os.killpg(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(timeout=10)
     assert forget_unacked(DELIVER) >= 1  # its task, which kombu would requeue in an hour
     assert Attempt.objects.count() == 0  # it recorded nothing: it died sending
 
