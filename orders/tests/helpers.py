@@ -47,7 +47,7 @@ def run_to_completion(order_id: int, *others: int, max_calls: int = 20) -> list[
     waiting = [order_id, *others]
     for _ in range(max_calls):
         steps = advance(*waiting)
-        if not steps[order_id].done and order_id in waiting:
+        if order_id in waiting and not steps[order_id].done:
             delays.append(cast(float, steps[order_id].retry_in))  # a wait says how long
         waiting = [pk for pk in waiting if not steps[pk].done]
         if not waiting:
