@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.validators import URLValidator
 from django.db import transaction
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -14,7 +16,13 @@ from core.admin import (
     timestamp,
     timestamp_column,
 )
-from webhooks.delivery import ENABLED_AGAIN, deliveries_redeliver, subscriptions_enable
+from webhooks.delivery import (
+    ENABLED_AGAIN,
+    deliveries_redeliver,
+    deliveries_skip,
+    deliveries_waiting,
+    subscriptions_enable,
+)
 from webhooks.dispatch import wake_webhook_workers
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Event, EventType, Subscription
 from webhooks.validation import clean_event_types, clean_secret
@@ -58,7 +66,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "disabled_at",
         "disabled_reason",
     ]
-    actions = ["enable"]
+    actions = ["enable", "skip_waiting"]
 
     def save_model(self, request, obj, form, change):
         if change and obj.is_active and "is_active" in form.changed_data:  # turned back on
@@ -95,6 +103,39 @@ class SubscriptionAdmin(admin.ModelAdmin):
         count = subscriptions_enable(subscription_ids=list(queryset.values_list("pk", flat=True)))
         transaction.on_commit(wake_webhook_workers)
         self.message_user(request, f"{count} subscription(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Skip what waits for the selected subscriptions (asks first)")
+    def skip_waiting(self, request, queryset):
+        """Events kept for a subscription while it was disabled are sent when it is enabled;
+        this gives them up instead, after showing how many per subscription."""
+        subscriptions = list(queryset.order_by("pk"))
+        waiting = deliveries_waiting(subscription_ids=[s.pk for s in subscriptions])
+        if request.POST.get("post") == "yes":
+            by = request.user.get_username() or f"user {request.user.pk}"
+            skipped = deliveries_skip(subscription_ids=list(waiting), by=by)
+            self.message_user(request, f"{skipped} waiting deliveries skipped.", messages.SUCCESS)
+            return None
+        rows = [
+            {
+                "subscription": s,
+                "state": "active" if s.is_active else "disabled",
+                "waiting": waiting.get(s.pk, 0),
+            }
+            for s in subscriptions
+            if waiting.get(s.pk)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Skip waiting deliveries?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "total": sum(waiting.values()),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(
+            request, "admin/webhooks/subscription/skip_confirmation.html", context
+        )
 
 
 DELIVERY_TONES: dict[str, str] = {

@@ -40,7 +40,7 @@ import urllib3
 import urllib3.connection
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 from django.utils import timezone
 
 from core.checkpoints import checkpoint
@@ -78,31 +78,54 @@ class BatchResult:
 
 
 def events_dispatch(*, limit: int) -> int:
-    """Turn up to `limit` undelivered-to-anyone events into deliveries, one per active
-    subscription receiving their type; returns how many events. Concurrent workers take
-    different events (SKIP LOCKED)."""
+    """Turn up to `limit` undelivered-to-anyone events into deliveries, one per subscription
+    each is for (fixed when it was written; those of a disabled subscription wait until it
+    is enabled, those of a deleted one are not made); returns how many events. Concurrent
+    workers take different events (SKIP LOCKED)."""
     with transaction.atomic():
         events = list(
             Event.objects.select_for_update(skip_locked=True, no_key=True)
             .filter(dispatched_at__isnull=True)
             .order_by("id")
-            .only("id", "type", "created_at")[:limit]
+            .only("id", "type", "created_at", "subscription_ids")[:limit]
         )
         if not events:
             return 0
-        subscriptions = list(Subscription.objects.filter(is_active=True))
         now = db_now()
         Delivery.objects.bulk_create(
             [
-                Delivery(event=event, subscription=sub, next_attempt_at=now, created_at=now)
-                for event in events
-                for sub in subscriptions
-                if event.type in sub.event_types
+                Delivery(event=event, subscription_id=pk, next_attempt_at=now, created_at=now)
+                for event, pk in _recipients(events)
             ],
             ignore_conflicts=True,
         )
         Event.objects.filter(pk__in=[e.pk for e in events]).update(dispatched_at=now)
     return len(events)
+
+
+def _recipients(events: list[Event]) -> list[tuple[Event, int]]:
+    """(event, subscription id) for each subscription that still exists of those each event
+    is for; an event written by a release before `subscription_ids` is for the active
+    subscriptions receiving its type."""
+    named = {pk for event in events for pk in event.subscription_ids or ()}
+    existing = set(Subscription.objects.filter(pk__in=named).values_list("pk", flat=True))
+    recipients = [
+        (event, pk)
+        for event in events
+        if event.subscription_ids is not None
+        for pk in event.subscription_ids
+        if pk in existing
+    ]
+    if any(event.subscription_ids is None for event in events):
+        active = list(Subscription.objects.filter(is_active=True).only("pk", "event_types"))
+        recipients += [
+            (event, subscription.pk)
+            for event in events
+            if event.subscription_ids is None
+            for subscription in active
+            if event.type in subscription.event_types
+        ]
+    return recipients
 
 
 def deliveries_claim(
@@ -685,6 +708,39 @@ def deliveries_redeliver(*, delivery_ids: list[int]) -> int:
         return Delivery.objects.filter(pk__in=ids).update(
             status=DeliveryStatus.PENDING, next_attempt_at=db_now()
         )
+
+
+def deliveries_waiting(*, subscription_ids: list[int]) -> dict[int, int]:
+    """How many deliveries wait to be sent to each of these subscriptions (those with any)."""
+    rows = (
+        Delivery.objects.filter(subscription_id__in=subscription_ids, status=DeliveryStatus.PENDING)
+        .values_list("subscription_id")
+        .annotate(count=Count("pk"))
+    )
+    return dict(rows)
+
+
+def deliveries_skip(*, subscription_ids: list[int], by: str) -> int:
+    """An operator gives up what waits for these subscriptions (a receiver that will never
+    want the backlog): each pending delivery is failed, unsent, and says who skipped it.
+    Redeliver sends one after all. Returns how many."""
+    with transaction.atomic():
+        ids = list(  # locked in id order, as a worker recording outcomes locks them
+            Delivery.objects.select_for_update(of=("self",), no_key=True)
+            .filter(subscription_id__in=subscription_ids, status=DeliveryStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        skipped = Delivery.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.FAILED, last_error=f"Skipped by {by}, unsent."
+        )
+    logger.info(
+        "%s webhook deliveries skipped by %s for subscription(s) %s",
+        skipped,
+        by,
+        ", ".join(map(str, sorted(subscription_ids))),
+    )
+    return skipped
 
 
 # A subscription turned (back) on, wherever that is done (the admin's action or form, the

@@ -77,6 +77,14 @@ class Event(models.Model):
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When its deliveries were made, one per subscription."
     )
+    # Fixed in the change's transaction, so nothing between then and the dispatch (a
+    # subscription disabled, a backlog, a crash) can lose the event for one of them. Null:
+    # written by a release before this field, for the subscriptions active at dispatch.
+    subscription_ids = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The subscriptions it is for: those receiving its type when it was written.",
+    )
     body = models.TextField(
         blank=True,
         help_text="The JSON body sent, fixed at its first send: every attempt of "
@@ -125,6 +133,7 @@ class Delivery(models.Model):
     last_error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name_plural = "deliveries"
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["event", "subscription"], name="one_delivery_each")
