@@ -135,36 +135,33 @@ def deliveries_claim(
     for `seconds` (no other worker takes them meanwhile), with their events' bodies. No
     subscription gets more than `subscription_claim_limit()`, counting the `held` ones
     (claimed before and not yet recorded, by subscription id): a backlog for a receiver that
-    times out would otherwise fill every claim, and the other subscriptions wait behind it."""
+    times out would otherwise fill every claim, and the other subscriptions wait behind it.
+
+    One look per active subscription with room (its oldest due, by the index on
+    subscription and due time), so a large backlog of one is never read past to find the
+    others'; then the oldest of all, up to `limit`."""
     now = db_now()
     until = now + timedelta(seconds=seconds)
-    room: defaultdict[int, int] = defaultdict(subscription_claim_limit)
-    for subscription_id, count in (held or {}).items():
-        room[subscription_id] -= count
+    held = held or {}
+    subscriptions = Subscription.objects.filter(is_active=True).only("pk", "failing_since")
     with transaction.atomic():
         due: list[Delivery] = []
-        while len(due) < limit:
-            full = [pk for pk, left in room.items() if left <= 0]
-            rows = list(
+        for subscription in subscriptions.order_by("pk"):
+            room = min(subscription_claim_limit(subscription) - held.get(subscription.pk, 0), limit)
+            if room <= 0:
+                continue
+            due += list(
                 Delivery.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
                 .filter(
+                    subscription=subscription,
                     status=DeliveryStatus.PENDING,
                     next_attempt_at__lte=now,
-                    subscription__is_active=True,
                 )
-                .exclude(subscription_id__in=full)
-                .exclude(pk__in=[d.pk for d in due])
                 .select_related("event", "subscription")
-                .order_by("next_attempt_at", "id")[: limit - len(due)]
+                .order_by("next_attempt_at", "id")[:room]
             )
-            wanted, taken = limit - len(due), 0
-            for delivery in rows:
-                if room[delivery.subscription_id] > 0:
-                    room[delivery.subscription_id] -= 1
-                    due.append(delivery)
-                    taken += 1
-            if len(rows) < wanted or taken == len(rows):
-                break  # nothing more is due, or none was held back: another look finds none
+        # (Those past the limit stay due: locked only until this transaction ends.)
+        due = sorted(due, key=lambda d: (d.next_attempt_at, d.pk))[:limit]
         if not due:
             return []
         Delivery.objects.filter(pk__in=[d.pk for d in due]).update(next_attempt_at=until)
@@ -346,10 +343,17 @@ def retry_delay(attempts: int) -> float:
     return base * random.uniform(0.8, 1.2)
 
 
-def subscription_claim_limit() -> int:
+def subscription_share(failing: bool) -> int:
+    """How many requests to one subscription may be in flight at once: its share of the
+    senders, WEBHOOK_SUBSCRIPTION_CONCURRENCY; one while it is failing (its last answer was
+    not a 2xx), which is enough to find out it is back."""
+    return 1 if failing else settings.WEBHOOK_SUBSCRIPTION_CONCURRENCY
+
+
+def subscription_claim_limit(subscription: Subscription) -> int:
     """How many deliveries of one subscription a worker holds at once: as many as its share
     of the senders can send within the claim if every one times out."""
-    return settings.WEBHOOK_SUBSCRIPTION_CONCURRENCY * _waves()
+    return subscription_share(subscription.failing_since is not None) * _waves()
 
 
 @dataclass
@@ -362,7 +366,7 @@ class _Claimed:
 @dataclass
 class Flight:
     """What a worker claimed and has not recorded yet: sent WEBHOOK_CONCURRENCY at a time, at
-    most WEBHOOK_SUBSCRIPTION_CONCURRENCY to one subscription (the rest wait in its queue),
+    most its share (subscription_share) to one subscription, the rest waiting in its queue,
     each cut at its deadline. `take()` hands over what came back. A delivery that waited in
     its queue until its claim would run out before its request's deadline is not sent but
     handed back (`released`): another worker may hold it by then."""
@@ -374,6 +378,7 @@ class Flight:
     sends: set[Send] = field(default_factory=set)
     done: list[Outcome] = field(default_factory=list)
     released: list[Delivery] = field(default_factory=list)
+    failing: dict[int, bool] = field(default_factory=dict)  # its last answer was not a 2xx
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     def __len__(self) -> int:
@@ -386,6 +391,8 @@ class Flight:
         with self.changed:
             for delivery in deliveries:
                 claimed = _Claimed(delivery, seconds, lapses)
+                failing = delivery.subscription.failing_since is not None
+                self.failing.setdefault(delivery.subscription_id, failing)
                 self.queued[delivery.subscription_id].append(claimed)
                 self.held[delivery.subscription_id] += 1
             self._start()
@@ -394,9 +401,7 @@ class Flight:
         """(Holding the lock.) Start what each subscription's share of the senders allows."""
         per_request = settings.WEBHOOK_CONNECT_TIMEOUT + settings.WEBHOOK_READ_TIMEOUT
         for subscription_id, queue in self.queued.items():
-            while (
-                queue and self.running[subscription_id] < settings.WEBHOOK_SUBSCRIPTION_CONCURRENCY
-            ):
+            while queue and self.running[subscription_id] < self._share(subscription_id):
                 claimed = queue.popleft()
                 # (A claim shorter than one request, which docs/settings.md warns against,
                 # sends each at once: none could ever be sent otherwise.)
@@ -408,6 +413,9 @@ class Flight:
                 self.running[subscription_id] += 1
                 future = self.pool.submit(self._run, claimed.delivery)
                 future.add_done_callback(self._finished)
+
+    def _share(self, subscription_id: int) -> int:
+        return subscription_share(self.failing.get(subscription_id, False))
 
     def _run(self, delivery: Delivery) -> Outcome:
         send = Send(delivery)
@@ -424,6 +432,7 @@ class Flight:
         outcome = future.result()  # (_send turns every failure into an outcome)
         with self.changed:
             self.running[outcome.delivery.subscription_id] -= 1
+            self.failing[outcome.delivery.subscription_id] = not outcome.delivered
             self.done.append(outcome)
             self._start()
             self.changed.notify_all()
@@ -436,10 +445,25 @@ class Flight:
             for send in self.sends:
                 send.cut()
 
-    def take(self, *, linger: float) -> tuple[list[Outcome], list[Delivery]]:
+    def hungry(self) -> bool:
+        """A sender is idle and nothing claimed could start on it (every queue left is of a
+        subscription using its whole share): more should be claimed."""
+        with self.changed:
+            if sum(self.running.values()) >= settings.WEBHOOK_CONCURRENCY:
+                return False
+            return not any(
+                q and self.running[pk] < self._share(pk) for pk, q in self.queued.items()
+            )
+
+    def take(
+        self, *, linger: float, poll: float | None = None
+    ) -> tuple[list[Outcome], list[Delivery]]:
         """What came back (and what was handed back): waits for the first, cutting the sends
         past their deadline meanwhile, then up to `linger` seconds more while sends are still
-        running, so outcomes are recorded a group at a time."""
+        running, so outcomes are recorded a group at a time. With `poll`, returns after that
+        long with nothing if a sender is idle meanwhile (`hungry`), for the caller to claim
+        more: the slow sends of one subscription do not keep the others waiting."""
+        hungry_until = time.monotonic() + poll if poll is not None and self.hungry() else None
         with self.changed:
             first: float | None = None
             while True:
@@ -454,8 +478,13 @@ class Flight:
                     break
                 if not running and not any(self.queued.values()):
                     break
+                if first is None and hungry_until is not None and now >= hungry_until:
+                    break
                 deadlines = [s.deadline for s in self.sends]
-                wake = min([*deadlines, now + 1.0]) if first is None else first + linger
+                if first is not None:
+                    wake = first + linger
+                else:
+                    wake = min([*deadlines, hungry_until or now + 1.0, now + 1.0])
                 self.changed.wait(timeout=max(wake - now, 0.001))
             done, released = self.done, self.released
             self.done, self.released = [], []
@@ -613,6 +642,8 @@ def _waves() -> int:
 
 # Outcomes coming back within this long of the first are recorded with it, in one transaction.
 RECORD_LINGER_SECONDS = 0.05
+# While a sender is idle and only slow sends run, a look for more that is due this often.
+HUNGRY_POLL_SECONDS = 0.2
 
 
 def deliveries_deliver(*, budget: float) -> BatchResult:
@@ -633,12 +664,13 @@ def deliveries_deliver(*, budget: float) -> BatchResult:
 
 
 def _deliver(flight: Flight, result: BatchResult, *, until: float, seconds: float) -> None:
-    """deliveries_deliver's loop: claim while there is budget left and the senders are
-    half idle, hand each group of outcomes to outcomes_record as it comes back."""
+    """deliveries_deliver's loop: claim while there is budget left and a sender has nothing
+    to start, hand each group of outcomes to outcomes_record as it comes back."""
     first = True
     while True:
         held = len(flight)
-        if first or (time.monotonic() < until and held <= claim_limit() // 2):
+        claim = first or (time.monotonic() < until and held < claim_limit() and flight.hungry())
+        if claim:
             first = False
             dispatched = events_dispatch(limit=settings.WEBHOOK_BATCH_SIZE)
             result.dispatched += dispatched
@@ -654,7 +686,7 @@ def _deliver(flight: Flight, result: BatchResult, *, until: float, seconds: floa
                 return
         elif not held:
             return
-        done, released = flight.take(linger=RECORD_LINGER_SECONDS)
+        done, released = flight.take(linger=RECORD_LINGER_SECONDS, poll=HUNGRY_POLL_SECONDS)
         if done:
             checkpoint("webhooks.answered", delivery_ids=[o.delivery.pk for o in done])
             recorded = outcomes_record(done)

@@ -145,6 +145,11 @@ class Delivery(models.Model):
                 name="delivery_due",
             ),
             models.Index(fields=["subscription", "-id"], name="delivery_by_subscription"),
+            models.Index(
+                fields=["subscription", "next_attempt_at"],
+                condition=Q(status=DeliveryStatus.PENDING),
+                name="delivery_due_by_subscription",
+            ),
         ]
 
     def __str__(self) -> str:
