@@ -129,6 +129,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "delivered by a worker of its own (as docker-compose.yml runs it); reports the "
         "delivery lag (docs/webhooks.md)",
     )
+    add(
+        "--webhook-subscriptions",
+        type=int,
+        default=1,
+        help="with --webhook: this many subscriptions to every order event, each its own hook",
+    )
+    add(
+        "--webhook-hanging",
+        type=int,
+        default=0,
+        help="with --webhook: of those, this many at a hook that never answers (the lag "
+        "figures are the others'; their events are not waited for)",
+    )
     args = parser.parse_args(argv)
     if args.profile:
         from bench.profiling import Profiler
@@ -343,7 +356,12 @@ class Driver:
             warehouse_url=stack.config.warehouse_url,
         )
         if a.webhook:
-            resilient(webhook_subscribe, stack.config.receiver_url)
+            resilient(
+                webhook_subscribe,
+                stack.config.receiver_url,
+                count=a.webhook_subscriptions,
+                hanging=a.webhook_hanging,
+            )
             # every process sees it before the first order (WEBHOOK_TYPES_CACHE_SECONDS)
             time.sleep(5.5)
         self.broker_idle()

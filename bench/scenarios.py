@@ -318,24 +318,44 @@ def invariants(
     }
 
 
-def webhook_subscribe(receiver_url: str) -> None:
-    """One subscription to every order event, at the receiver simulator (reset)."""
+def webhook_subscribe(receiver_url: str, *, count: int = 1, hanging: int = 0) -> None:
+    """`count` subscriptions to every order event, at the receiver simulator (reset), each
+    its own hook; the last `hanging` of them at hooks that never answer."""
     from webhooks.models import EventType, Subscription
 
     requests.post(f"{receiver_url}/_control/reset", timeout=30).raise_for_status()
-    Subscription.objects.create(
-        url=f"{receiver_url}/hooks/bench",
-        event_types=[t for t in EventType.values if t.startswith("order.")],
-    )
+    if hanging:  # held just past the sender's read timeout: the simulator's threads are few
+        hold = {"hang_ms": 5_500}
+        requests.put(f"{receiver_url}/_control/config", json=hold, timeout=30).raise_for_status()
+    for n in range(count):
+        hook = "bench" if n == 0 else f"bench-{n}"
+        if n >= count - hanging:
+            hook = f"hanging-{n}"
+            pinned = {"outcome": "hang"}
+            url = f"{receiver_url}/_control/hooks/{hook}"
+            requests.put(url, json=pinned, timeout=30).raise_for_status()
+        Subscription.objects.create(
+            url=f"{receiver_url}/hooks/{hook}",
+            event_types=[t for t in EventType.values if t.startswith("order.")],
+            description="hanging" if hook.startswith("hanging") else "",
+        )
+
+
+def _healthy():
+    """The deliveries of the subscriptions that answer (not the benchmark's hanging ones)."""
+    from webhooks.models import Delivery
+
+    return Delivery.objects.exclude(subscription__description="hanging")
 
 
 def webhooks_pending() -> int:
-    """Events not yet delivered: not dispatched, or with a delivery still pending."""
-    from webhooks.models import Delivery, Event
+    """Events not yet delivered: not dispatched, or with a delivery still pending (to the
+    subscriptions that answer)."""
+    from webhooks.models import Event
 
     return (
         Event.objects.filter(dispatched_at__isnull=True).count()
-        + Delivery.objects.filter(status="pending").count()
+        + _healthy().filter(status="pending").count()
     )
 
 
@@ -345,10 +365,10 @@ def webhook_figures(half_peak_from: float | None = None) -> dict:
     one webhooks worker sends), and for the events of the half-peak phase (from
     `half_peak_from`, Unix time; the peak's were all delivered before it began). And the
     rate the deliveries went out at, first event to last 2xx."""
-    from webhooks.models import Delivery, Event
+    from webhooks.models import Event
 
     rows = list(
-        Delivery.objects.filter(status="delivered").values_list("delivered_at", "event__created_at")
+        _healthy().filter(status="delivered").values_list("delivered_at", "event__created_at")
     )
     lags = [(delivered - created).total_seconds() for delivered, created in rows]
     half = [
@@ -360,7 +380,7 @@ def webhook_figures(half_peak_from: float | None = None) -> dict:
     return {
         "events": Event.objects.count(),
         "delivered": len(lags),
-        "failed": Delivery.objects.filter(status="failed").count(),
+        "failed": _healthy().filter(status="failed").count(),
         "pending": webhooks_pending(),
         "delivered_per_s": round(len(rows) / span, 1) if span else None,
         "lag_p50_ms": ms(percentile(lags, 50)),
