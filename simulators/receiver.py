@@ -334,6 +334,11 @@ def received_stats(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
+def check_hook_name(name: str) -> None:
+    if not HOOK_NAME.fullmatch(name):
+        raise bad_request("the hook name must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+
+
 def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     """The webhook receiver app, storing everything in the SQLite file at db_path."""
     config_defaults = {**DEFAULT_CONFIG, **validate_config(defaults or {}, CONFIG_FIELDS)}
@@ -345,8 +350,7 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
 
     @app.post("/hooks/<name>")
     def deliver(name: str) -> Response:
-        if not HOOK_NAME.fullmatch(name):
-            raise bad_request("the hook name must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+        check_hook_name(name)
         headers = {header: request.headers.get(header) for header in RECORDED_HEADERS}
         answer = delivery_receive(get_db(), hook=name, headers=headers, body=request.get_data())
         if answer.outcome == "hang":
@@ -398,8 +402,7 @@ def create_app(db_path: str, defaults: dict[str, Any] | None = None) -> Flask:
     def pin_outcome(name: str) -> Response:
         """{"outcome": "hang"}: every delivery to hook `name` gets that answer from now on
         (one of the SCRIPTABLE_OUTCOMES; null: decided as for any hook again)."""
-        if not HOOK_NAME.fullmatch(name):
-            raise bad_request("the hook name must be 1 to 64 characters of A-Z, a-z, 0-9, _ or -")
+        check_hook_name(name)
         data = json_body()
         reject_unknown_fields(data, {"outcome"})
         outcome = data.get("outcome")
