@@ -484,7 +484,7 @@ class Flight:
                 if first is not None:
                     wake = first + linger
                 else:
-                    wake = min([*deadlines, hungry_until or now + 1.0, now + 1.0])
+                    wake = min([*deadlines, hungry_until or now + 1.0])
                 self.changed.wait(timeout=max(wake - now, 0.001))
             done, released = self.done, self.released
             self.done, self.released = [], []
